@@ -1,0 +1,24 @@
+# cloud.mk - the local Keystone + Glance harness (two clouds on 127.0.0.1: local, local-prod).
+# Included by the top-level Makefile; also usable alone: make -f mk/cloud.mk cloud-up
+# Needs python3 (>= 3.10, with venv), curl and flock; Python packages come from PyPI only.
+
+CLOUD_DIR ?= $(CURDIR)/.run/cloud
+CLOUD_SCRIPTS := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../scripts/cloud)
+
+.PHONY: cloud-install cloud-up cloud-down cloud-purge
+
+## cloud-install: build the cached Keystone + Glance venv (no-op when it exists)
+cloud-install:
+	@$(CLOUD_SCRIPTS)/install.sh >/dev/null
+
+## cloud-up: start both clouds (idempotent); writes $(CLOUD_DIR)/clouds.yaml and env.sh
+cloud-up:
+	@CLOUD_DIR='$(CLOUD_DIR)' $(CLOUD_SCRIPTS)/up.sh
+
+## cloud-down: stop both clouds, keep their state
+cloud-down:
+	@CLOUD_DIR='$(CLOUD_DIR)' $(CLOUD_SCRIPTS)/down.sh
+
+## cloud-purge: stop both clouds and delete their state (the venv is kept)
+cloud-purge:
+	@CLOUD_DIR='$(CLOUD_DIR)' PURGE=1 $(CLOUD_SCRIPTS)/down.sh

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# up.sh - start two real OpenStack clouds (Keystone 29 + Glance 32 from PyPI) on 127.0.0.1
+# for the integration tests and local runs: `local` (staging) and `local-prod` (production).
+#
+#   scripts/cloud/up.sh                  # state under $CLOUD_DIR (default <repo>/.run/cloud)
+#   . .run/cloud/env.sh                  # OS_CLIENT_CONFIG_FILE=.../clouds.yaml
+#   scripts/cloud/down.sh                # stop; PURGE=1 also wipes the state (not the venv)
+#
+# Idempotent: builds the venv if missing (install.sh), configures and bootstraps each cloud
+# once, starts only the servers that are not running, then checks each cloud end to end
+# (a member token is issued and GET /v2/images answers). When everything already runs it
+# only says so. Settings: see common.sh (ports, CLOUD_DIR, CLOUD_VENV) and CLOUD_PARALLEL
+# (1 = bring both clouds up at once, the default; 0 = one after the other).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+mkdir -p "$CLOUD_DIR"
+CLOUD_DIR=$(cd "$CLOUD_DIR" && pwd)
+T0=$EPOCHREALTIME
+say() { awk -v a="$T0" -v b="$EPOCHREALTIME" -v m="$*" 'BEGIN {printf "[cloud %5.1fs] %s\n", b - a, m}'; }
+die() {
+  echo "up.sh: ERROR: $*" >&2
+  echo "up.sh: to start over: PURGE=1 CLOUD_DIR=$CLOUD_DIR $CLOUD_SCRIPTS/down.sh" >&2
+  exit 1
+}
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# Fixed, per-cloud credentials: this is a throwaway test rig on loopback.
+admin_password() { echo "admin-$1-secret"; }
+member_password() { echo "publisher-$1-secret"; }
+MEMBER_USER=publisher
+MEMBER_PROJECT=hephaestus
+
+summary() {
+  local c ks gl
+  for c in $CLOUD_NAMES; do
+    read -r ks gl < <(ports_of "$c")
+    echo "  $c: keystone http://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance http://$HOST:$gl (pid $(ours "$c" glance-api || echo -))"
+  done
+  echo "  clouds: local, local-prod (user $MEMBER_USER, member of $MEMBER_PROJECT); local-admin, local-prod-admin"
+  echo "  use:    . $CLOUD_DIR/env.sh && \"\$CLOUD_VENV/bin/openstack\" --os-cloud local image list"
+  echo "  logs:   $CLOUD_DIR/<cloud>/log    stop: $CLOUD_SCRIPTS/down.sh"
+}
+
+all_running() {
+  local c s
+  for c in $CLOUD_NAMES; do for s in $SERVERS; do ours "$c" "$s" >/dev/null || return 1; done; done
+}
+if all_running && [ -s "$CLOUD_DIR/clouds.yaml" ] && [ -s "$CLOUD_DIR/env.sh" ]; then
+  say "already running (run down.sh first to change settings)"
+  summary
+  exit 0
+fi
+
+VENV=$("$CLOUD_SCRIPTS/install.sh") || die "could not install the venv"
+B=$VENV/bin
+GLANCE_PASTE=$VENV/etc/glance/glance-api-paste.ini
+[ -r "$GLANCE_PASTE" ] || die "$GLANCE_PASTE missing: the venv is incomplete (rm -rf $VENV and retry)"
+
+wal() { "$B/python" -c 'import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$1"; }
+
+# Fernet keys as `keystone-manage fernet_setup`/`credential_setup` write them (key 0 staged,
+# key 1 primary, each 32 random bytes urlsafe-base64, dir 0700, files 0600), written directly
+# because each keystone-manage start-up costs ~3 s of CPU.
+fernet_keys() {
+  "$B/python" - "$1" <<'PY'
+import base64, os, sys
+d = sys.argv[1]
+os.makedirs(d, mode=0o700, exist_ok=True)
+for n in ("0", "1"):
+    p = os.path.join(d, n)
+    if not os.path.exists(p):
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, base64.urlsafe_b64encode(os.urandom(32)))
+        os.close(fd)
+PY
+}
+
+# cloud_up CLOUD: bring one cloud up; runs in its own subshell so both clouds can start at once.
+cloud_up() (
+  c=$1
+  read -r KS_PORT GL_PORT < <(ports_of "$c")
+  D=$CLOUD_DIR/$c
+  ETC=$D/etc DATA=$D/data LOG=$D/log RUN=$D/run
+  KS_URL=http://$HOST:$KS_PORT/v3 GL_URL=http://$HOST:$GL_PORT
+  ADMIN_PASSWORD=$(admin_password "$c") GLANCE_PASSWORD=glance-$c-secret
+  cdie() { die "$c: $*"; }
+  csay() { say "$c: $*"; }
+
+  started=()
+  on_exit() { # on failure, stop whatever this run started (never what was already running)
+    local rc=$? n pid
+    if [ "$rc" != 0 ]; then
+      for n in "${started[@]}"; do
+        if pid=$(ours "$c" "$n"); then kill "$pid" 2>/dev/null || true; fi
+      done
+    fi
+  }
+  trap on_exit EXIT
+
+  for s in keystone:$KS_PORT glance-api:$GL_PORT; do
+    if ! ours "$c" "${s%%:*}" >/dev/null && port_busy "${s##*:}"; then
+      cdie "port $HOST:${s##*:} for ${s%%:*} is in use by something else (set CLOUD_*_PORT)"
+    fi
+  done
+  mkdir -p "$ETC/keystone" "$ETC/glance" "$DATA/images" "$DATA/staging" "$DATA/tasks" \
+           "$DATA/locks" "$LOG" "$RUN"
+
+  # ---- configuration (rewritten on every start; cheap) ----
+  gunicorn_conf() { # NAME APP PORT THREADS ENVVAR=DIR [PYTHONPATH]
+    cat > "$ETC/$1.gunicorn.py" <<CONF
+# gunicorn must get NO command-line arguments: keystone parses sys.argv itself,
+# so up.sh starts plain gunicorn with GUNICORN_CMD_ARGS="-c <this file>".
+wsgi_app = "$2"
+bind = "$HOST:$3"
+workers = 1
+worker_class = "gthread"
+threads = $4
+timeout = 600
+graceful_timeout = 5
+chdir = "$D"
+pidfile = "$RUN/$1.pid"
+errorlog = "$LOG/$1.gunicorn.log"
+accesslog = "$LOG/$1.access.log"
+raw_env = ["$5"]
+# gunicorn 25 otherwise shares \$HOME/.gunicorn/gunicorn.ctl between all instances
+control_socket_disable = True
+CONF
+    if [ -n "${6:-}" ]; then echo "pythonpath = \"$6\"" >> "$ETC/$1.gunicorn.py"; fi
+  }
+
+  cat > "$ETC/keystone/keystone.conf" <<CONF
+[DEFAULT]
+log_file = $LOG/keystone.log
+[database]
+connection = sqlite:///$DATA/keystone.sqlite
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $ETC/keystone/fernet-keys
+[fernet_receipts]
+key_repository = $ETC/keystone/fernet-receipts
+[credential]
+key_repository = $ETC/keystone/credential-keys
+[identity]
+# bcrypt cost 4 instead of 12: every password auth is ~0.2 s faster (test rig only)
+password_hash_rounds = 4
+CONF
+  gunicorn_conf keystone keystone.wsgi.api:application "$KS_PORT" 4 \
+    "OS_KEYSTONE_CONFIG_DIR=$ETC/keystone"
+
+  cat > "$ETC/glance/glance-api.conf" <<CONF
+[DEFAULT]
+log_file = $LOG/glance-api.log
+enabled_backends = fs:file
+enabled_import_methods = [glance-direct,web-download,copy-image]
+worker_self_reference_url = $GL_URL
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = $DATA/images
+# with enabled_backends these default to /var/lib/glance
+[os_glance_staging_store]
+filesystem_store_datadir = $DATA/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $DATA/tasks
+[database]
+connection = sqlite:///$DATA/glance.sqlite
+[oslo_concurrency]
+lock_path = $DATA/locks
+[image_format]
+# format inspection: the bytes must match disk_format (a mismatch answers 415)
+require_image_format_match = True
+[import_filtering_opts]
+# [] = any port (the default [80,443] rejects web-download from a local test server)
+allowed_ports = []
+[paste_deploy]
+flavor = keystone
+config_file = $GLANCE_PASTE
+[keystone_authtoken]
+www_authenticate_uri = http://$HOST:$KS_PORT
+auth_url = http://$HOST:$KS_PORT
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = glance
+password = $GLANCE_PASSWORD
+CONF
+  cp "$CLOUD_SCRIPTS/glance_wsgi.py" "$ETC/glance/hephaestus_glance_wsgi.py"
+  gunicorn_conf glance-api hephaestus_glance_wsgi:application "$GL_PORT" 8 \
+    "OS_GLANCE_CONFIG_DIR=$ETC/glance" "$ETC/glance"
+
+  spawn() { # spawn SERVER: start its gunicorn master, detached; returns once its pid file is ours
+    GUNICORN_CMD_ARGS="-c $ETC/$1.gunicorn.py" setsid "$B/gunicorn" \
+      >> "$LOG/$1.stdout.log" 2>&1 < /dev/null &
+    started+=("$1")
+    local i
+    for ((i = 0; i < 200; i++)); do ours "$c" "$1" >/dev/null && return 0; sleep 0.05; done
+    tail -n 40 "$LOG/$1"*.log >&2 || true
+    cdie "$1 did not start (logs in $LOG)"
+  }
+  healthy() { # healthy SERVER URL: wait until URL answers, failing early if the server died
+    local i
+    for ((i = 0; i < 600; i++)); do
+      curl -sf -o /dev/null --max-time 2 "$2" && return 0
+      ours "$c" "$1" >/dev/null || { tail -n 40 "$LOG/$1"*.log >&2 || true; cdie "$1 died during start-up (logs in $LOG)"; }
+      sleep 0.1
+    done
+    tail -n 40 "$LOG/$1"*.log >&2 || true
+    cdie "$1 not healthy at $2 after 60 s (logs in $LOG)"
+  }
+
+  # glance's schema does not depend on keystone: migrate it while keystone bootstraps
+  gsync=""
+  if [ ! -e "$DATA/glance-db.done" ]; then
+    ( "$B/glance-manage" --config-file "$ETC/glance/glance-api.conf" db_sync \
+        > "$LOG/glance-manage.log" 2>&1 && wal "$DATA/glance.sqlite" && touch "$DATA/glance-db.done" ) &
+    gsync=$!
+  fi
+
+  if [ ! -e "$DATA/keystone-db.done" ]; then
+    csay "keystone: db_sync + bootstrap ..."
+    km() { "$B/keystone-manage" --config-file "$ETC/keystone/keystone.conf" "$@" >> "$LOG/keystone-manage.log" 2>&1 \
+             || { tail -n 30 "$LOG/keystone-manage.log" >&2; cdie "keystone-manage $1 failed"; }; }
+    rm -f "$DATA/keystone.sqlite"*   # a half-migrated database from an interrupted run
+    km db_sync
+    # without WAL, POST /v3/services fails with 'database is locked' (outer read txn holds the lock)
+    wal "$DATA/keystone.sqlite"
+    fernet_keys "$ETC/keystone/fernet-keys"
+    fernet_keys "$ETC/keystone/fernet-receipts"
+    fernet_keys "$ETC/keystone/credential-keys"
+    km bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
+      --bootstrap-admin-url "$KS_URL" --bootstrap-internal-url "$KS_URL" \
+      --bootstrap-public-url "$KS_URL" --bootstrap-region-id "$REGION"
+    touch "$DATA/keystone-db.done"
+  fi
+  # both servers load their apps at the same time; glance needs keystone only per request
+  new_ks="" new_gl=""
+  if ! ours "$c" keystone >/dev/null; then
+    csay "keystone: starting on $KS_URL"
+    spawn keystone; new_ks=1
+  fi
+  if [ -n "$gsync" ]; then
+    wait "$gsync" || { tail -n 30 "$LOG/glance-manage.log" >&2; cdie "glance-manage db_sync failed"; }
+  fi
+  if ! ours "$c" glance-api >/dev/null; then
+    csay "glance: starting on $GL_URL"
+    spawn glance-api; new_gl=1
+  fi
+  if [ -n "$new_ks" ]; then healthy keystone "$KS_URL"; fi
+  # identity objects and catalog: get-or-create, so cheap and self-repairing on every start
+  KS_URL=$KS_URL GL_URL=$GL_URL REGION=$REGION ADMIN_PASSWORD=$ADMIN_PASSWORD \
+    GLANCE_PASSWORD=$GLANCE_PASSWORD MEMBER_USER=$MEMBER_USER \
+    MEMBER_PASSWORD=$(member_password "$c") MEMBER_PROJECT=$MEMBER_PROJECT \
+    "$B/python" "$CLOUD_SCRIPTS/keystone_setup.py" setup || cdie "keystone setup failed"
+  if [ -n "$new_gl" ]; then healthy glance-api "$GL_URL/healthcheck"; fi
+
+  KS_URL=$KS_URL GL_URL=$GL_URL REGION=$REGION MEMBER_USER=$MEMBER_USER \
+    MEMBER_PASSWORD=$(member_password "$c") MEMBER_PROJECT=$MEMBER_PROJECT \
+    "$B/python" "$CLOUD_SCRIPTS/keystone_setup.py" check || cdie "end-to-end check failed (logs in $LOG)"
+  csay "ready (keystone pid $(ours "$c" keystone), glance pid $(ours "$c" glance-api))"
+)
+
+pids=()
+if [ "${CLOUD_PARALLEL:-1}" = 1 ]; then
+  for c in $CLOUD_NAMES; do cloud_up "$c" & pids+=($!); done
+  failed=0
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ "$failed" = 0 ] || die "a cloud failed to start (see above)"
+else
+  for c in $CLOUD_NAMES; do cloud_up "$c"; done
+fi
+
+cloud_entry() { # cloud_entry NAME CLOUD USER PASSWORD PROJECT
+  local ks gl
+  read -r ks gl < <(ports_of "$2")
+  cat <<YAML
+  $1:
+    auth:
+      auth_url: http://$HOST:$ks/v3
+      username: $3
+      password: $4
+      project_name: $5
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: $REGION
+    interface: public
+    identity_api_version: 3
+YAML
+}
+{
+  echo "# Written by scripts/cloud/up.sh: two independent loopback clouds (local = staging,"
+  echo "# local-prod = production); the *-admin entries are for test set-up only."
+  echo "clouds:"
+  for c in $CLOUD_NAMES; do
+    cloud_entry "$c" "$c" "$MEMBER_USER" "$(member_password "$c")" "$MEMBER_PROJECT"
+    cloud_entry "$c-admin" "$c" admin "$(admin_password "$c")" admin
+  done
+} > "$CLOUD_DIR/clouds.yaml.tmp"
+mv "$CLOUD_DIR/clouds.yaml.tmp" "$CLOUD_DIR/clouds.yaml"
+cat > "$CLOUD_DIR/env.sh" <<ENV
+# Source me: makes clouds.yaml of the local clouds the one OpenStack clients read.
+export OS_CLIENT_CONFIG_FILE="$CLOUD_DIR/clouds.yaml"
+# the venv holding keystone, glance and the openstack client: "\$CLOUD_VENV/bin/openstack"
+export CLOUD_VENV="$VENV"
+ENV
+say "ready"
+summary

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what the Nix side of the tests needs, offline-ready, without touching /etc/nix/nix.conf:
+#   nix-bin (Debian bookworm: Nix 2.8) for `nix build`, plus the host tools the fixture flake's
+#   builders call by absolute path: qemu-img, sfdisk (fdisk), mtools, and git.
+# Idempotent; needs root and apt. The offline settings come from scripts/nix-env.sh (NIX_CONFIG).
+#
+# qemu-utils may come from bookworm-backports (a newer qemu-img than bookworm's); it is only
+# installed when missing, and every apt transaction is simulated first and refused if it would
+# remove or replace a package, so a working qemu-img is never swapped out behind our back.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-nix: must run as root (apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+# package:command pairs; a package is wanted only when its command is missing, so a tool installed
+# some other way (a newer git, a backports qemu-img) is left alone.
+wanted=()
+for pair in nix-bin:nix qemu-utils:qemu-img fdisk:sfdisk mtools:mformat git:git; do
+  pkg=${pair%%:*} cmd=${pair#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/sbin/$cmd" ]; then
+    wanted+=("$pkg")
+  fi
+done
+
+if [ "${#wanted[@]}" -gt 0 ]; then
+  echo "install-nix: installing ${wanted[*]}" >&2
+  apt-get update -qq
+  # nix-setup-systemd (a Recommends of nix-bin) only adds a systemd unit, useless without systemd.
+  plan=$(apt-get install -s -y --no-install-recommends "${wanted[@]}")
+  if printf '%s\n' "$plan" | grep -Eq '^(Remv|Inst qemu-utils \[)'; then
+    echo "install-nix: refusing: apt would remove or replace installed packages:" >&2
+    printf '%s\n' "$plan" | grep -E '^(Remv|Inst qemu-utils \[)' >&2
+    exit 1
+  fi
+  apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+fi
+
+# The fixture builders hard-code these paths (pure evaluation cannot look them up).
+for tool in /usr/bin/qemu-img /usr/sbin/sfdisk /usr/bin/mformat /usr/bin/mcopy /bin/sh; do
+  [ -x "$tool" ] || { echo "install-nix: $tool missing after install" >&2; exit 1; }
+done
+# Debian's nix-bin postinst creates the nixbld group and users; builds run as nixbld1.
+getent group nixbld >/dev/null || echo "install-nix: note: no nixbld group, builds will run as root" >&2
+nix --version

@@ -1,0 +1,1 @@
+//! Reserved for the boot module; it arrives with its issue.

@@ -1,0 +1,130 @@
+//! Command-line arguments: the raw flags as clap parses them. Turning them into a validated
+//! plan is the commands' job (`command/`), so parsing stays free of side effects.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success (every image published, skipped as already current, or verified)
+  1  an image failed; nothing was left half-published
+  2  usage or configuration error (bad YAML, unknown profile, policy violation, ...)
+  3  cleanup failed: a cloud may hold a half-made image (the message names it)
+
+Human output goes to stderr; --json prints exactly one JSON document on stdout.
+Set -v (or RUST_LOG=debug) for the output of nix and the HTTP calls.";
+
+/// Build, verify and publish the Hephaestus NixOS images into OpenStack Glance.
+///
+/// A pipeline (pipelines/NAME.yaml) runs a chain of stages — evaluate, build, tag, verify,
+/// upload — for each profile (profiles/NAME.yaml).
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Project root holding pipelines/, profiles/ and nix/.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// More output on stderr (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the pipelines with their descriptions and the profiles with their boot mode.
+    #[command(
+        after_help = "Example:\n  pipeline list\n  pipeline list --json | jq '.profiles[].boot'"
+    )]
+    List(ListArgs),
+
+    /// Check pipelines, profiles and the firmware policy; report every problem found.
+    ///
+    /// With no argument, checks every pipeline under pipelines/ and every profile.
+    #[command(
+        after_help = "Examples:\n  pipeline validate\n  pipeline validate publish-all\n  pipeline validate ./my-pipeline.yaml"
+    )]
+    Validate(ValidateArgs),
+
+    /// Show what a pipeline would do: per profile, the stages, the firmware and every Glance
+    /// property and tag.
+    #[command(
+        after_help = "Examples:\n  pipeline plan publish-all\n  pipeline plan publish-all --profile sunraku --cloud production"
+    )]
+    Plan(PlanArgs),
+
+    /// Run a pipeline: each profile through its chain of stages, then a report.
+    #[command(
+        after_help = "Examples:\n  pipeline run publish-all --dry-run\n  pipeline run nightly --cloud staging --report nightly.json\n  pipeline run publish-all --profile lucy --profile sunraku --json"
+    )]
+    Run(RunArgs),
+}
+
+/// `pipeline list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipeline validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Pipeline names (pipelines/NAME.yaml) or YAML files; all pipelines when none given.
+    #[arg(value_name = "NAME|FILE")]
+    pub targets: Vec<String>,
+    /// Print the problems as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What selects and adjusts a pipeline: shared by `plan` and `run`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Pipeline name (pipelines/NAME.yaml) or path to a YAML file.
+    #[arg(value_name = "NAME|FILE")]
+    pub target: String,
+    /// Only these profiles (repeatable); they must be in the pipeline.
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// clouds.yaml entry to publish into, instead of the pipeline's `cloud:`.
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Flake directory or reference, instead of the pipeline's `flake:`.
+    #[arg(long, value_name = "DIR|REF")]
+    pub flake: Option<String>,
+}
+
+/// `pipeline plan`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Which pipeline, and what to override.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the plan as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipeline run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which pipeline, and what to override.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the run report as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON run report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Run only what has no side effect (evaluate, tag) and say what the rest would do.
+    #[arg(long)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,40 @@
+//! `pipeline list`: the pipelines with their descriptions and the profiles with their boot mode.
+
+use crate::cli::ListArgs;
+use hephaestus::pipeline::spec::PipelineSpec;
+use serde_json::json;
+use std::path::Path;
+
+/// Run `pipeline list`.
+pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<u8> {
+    let project = super::load_project(root)?;
+    let mut pipelines = Vec::new();
+    for (name, path) in project.pipeline_names()? {
+        // A broken pipeline is still listed: `validate` is the place to explain it.
+        let description = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_saphyr::from_str::<PipelineSpec>(&t).ok())
+            .map(|s| s.description)
+            .unwrap_or_else(|| "(invalid: run `pipeline validate`)".into());
+        pipelines.push((name, description));
+    }
+    if args.json {
+        return super::print_json(&json!({
+            "pipelines": pipelines.iter().map(|(n, d)| json!({"name": n, "description": d})).collect::<Vec<_>>(),
+            "profiles": project.profiles.values().map(|p| json!({
+                "name": p.name, "boot": p.boot, "role": p.role, "description": p.description,
+                "attribute": p.attribute,
+            })).collect::<Vec<_>>(),
+        }))
+        .map(|()| 0);
+    }
+    eprintln!("Pipelines:");
+    for (name, description) in &pipelines {
+        eprintln!("  {name:<14} {description}");
+    }
+    eprintln!("Profiles:");
+    for p in project.profiles.values() {
+        eprintln!("  {:<10} {:<5} {}", p.name, p.boot.as_str(), p.description);
+    }
+    Ok(0)
+}

@@ -1,0 +1,103 @@
+//! `pipeline plan`: per profile, the stages that will run, the firmware, and every Glance
+//! property and tag the tag stage will set — without building or publishing anything.
+
+use crate::cli::{PlanArgs, TargetArgs};
+use anyhow::Context as _;
+use hephaestus::pipeline::{load_pipeline, Overrides, Plan, Project};
+use hephaestus::stage::{evaluate, tag};
+use serde_json::json;
+use std::path::Path;
+
+/// Load and validate the pipeline `args` names.
+pub fn load(root: &Path, args: &TargetArgs) -> anyhow::Result<(Project, Plan)> {
+    let project = super::load_project(root)?;
+    let path = project.pipeline_path(&args.target)?;
+    let flake = match &args.flake {
+        // A --flake path is relative to where the user typed it, not to --root.
+        Some(f) if !f.contains(':') => Some(
+            std::fs::canonicalize(f)
+                .map_err(|e| super::UsageError(format!("--flake {f}: {e}")))?
+                .display()
+                .to_string(),
+        ),
+        other => other.clone(),
+    };
+    let overrides = Overrides {
+        cloud: args.cloud.clone(),
+        flake,
+        profiles: args.profiles.clone(),
+    };
+    let plan = load_pipeline(&project, &path, &overrides)?;
+    Ok((project, plan))
+}
+
+/// Run `pipeline plan`.
+pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<u8> {
+    let (project, plan) = load(root, &args.target)?;
+    let stage_names: Vec<&str> = plan.stages.iter().map(|s| s.name()).collect();
+    let mut profiles = Vec::new();
+    for profile in &plan.profiles {
+        let ev = evaluate::evaluate(profile, &project.policy, &plan, &project.root)
+            .map_err(|e| super::UsageError(e.to_string()))
+            .with_context(|| format!("profile {}", profile.name))?;
+        let image_name = plan.image_name(&profile.name);
+        let tagging = tag::tag(&ev, &plan.pipeline, &image_name, None, None);
+        profiles.push((ev, image_name, tagging));
+    }
+    if args.json {
+        return super::print_json(&json!({
+            "pipeline": plan.pipeline,
+            "file": plan.file,
+            "cloud": plan.cloud,
+            "concurrency": plan.concurrency,
+            "stages": stage_names,
+            "profiles": profiles.iter().map(|(ev, name, t)| json!({
+                "profile": ev.profile,
+                "firmware": ev.boot,
+                "installable": ev.installable,
+                "image_name": name,
+                "min_disk": ev.min_disk,
+                "min_ram": ev.min_ram,
+                "properties": t.properties,
+                "pending_properties": t.pending,
+                "tags": t.tags,
+            })).collect::<Vec<_>>(),
+        }))
+        .map(|()| 0);
+    }
+    eprintln!(
+        "{} ({}): {} profile(s) → cloud {}, {} at a time",
+        plan.pipeline,
+        plan.file.display(),
+        plan.profiles.len(),
+        plan.cloud.as_deref().unwrap_or("(none)"),
+        plan.concurrency
+    );
+    eprintln!("stages: {}", stage_names.join(" → "));
+    for (ev, name, t) in &profiles {
+        eprintln!();
+        eprintln!(
+            "{}  firmware={}  image={}  {}",
+            ev.profile, ev.boot, name, ev.installable
+        );
+        if ev.min_disk.is_some() || ev.min_ram.is_some() {
+            eprintln!(
+                "  min_disk={} GiB  min_ram={} MiB",
+                ev.min_disk.map_or("-".into(), |v| v.to_string()),
+                ev.min_ram.map_or("-".into(), |v| v.to_string())
+            );
+        }
+        eprintln!("  properties:");
+        for (k, v) in &t.properties {
+            eprintln!("    {k}={v}");
+        }
+        for (k, from) in &t.pending {
+            eprintln!("    {k}=<{from}>");
+        }
+        eprintln!(
+            "  tags: {}  (+ `candidate` while uploading, `current` once published)",
+            t.tags.join(", ")
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,1 @@
+//! Reserved for the glance module; it arrives with its issue.

@@ -1,0 +1,515 @@
+//! The NAR hash of a store path, recomputed from the files and compared with the `narHash`
+//! Nix registered when it built them.
+//!
+//! A NAR (Nix ARchive) is Nix's canonical serialisation of a file tree: only the type, the
+//! executable bit, symlink targets, names (sorted bytewise) and contents count, so the hash
+//! does not depend on timestamps or the file system. Format (Eelco Dolstra's thesis, fig. 5.2,
+//! and `src/libutil/archive.cc`): every string is a little-endian u64 length, the bytes, then
+//! zero padding to a multiple of 8.
+//!
+//! Files are streamed into SHA-256 ([`std::io::copy`] through a hashing writer), never loaded
+//! whole. `narHash` comes as `sha256:<nix-base32>` (Nix 2.8) or SRI `sha256-<base64>` (newer
+//! Nix); both are decoded here.
+
+use crate::image::hex;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Nix's base-32 alphabet (no e, o, u, t: fewer accidental words).
+const NIX32: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// A store path's NAR hash and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NarHash {
+    /// SHA-256 of the NAR serialisation.
+    pub sha256: [u8; 32],
+    /// Length of the NAR serialisation (Nix's `narSize`).
+    pub nar_size: u64,
+}
+
+impl NarHash {
+    /// `sha256:<nix-base32>`, as Nix 2.8's `path-info --json` prints it.
+    pub fn to_nix32(&self) -> String {
+        format!("sha256:{}", nix32_encode(&self.sha256))
+    }
+
+    /// SRI form `sha256-<base64>`, as newer Nix prints it.
+    pub fn to_sri(&self) -> String {
+        format!("sha256-{}", base64_encode(&self.sha256))
+    }
+
+    /// Lower-case hex of the digest.
+    pub fn to_hex(&self) -> String {
+        hex(&self.sha256)
+    }
+
+    /// Formats the hash the way `like` is written (SRI or `sha256:`), so a mismatch shows two
+    /// comparable strings.
+    pub fn format_like(&self, like: &str) -> String {
+        if like.starts_with("sha256-") {
+            self.to_sri()
+        } else if like.len() == "sha256:".len() + 64 {
+            format!("sha256:{}", self.to_hex())
+        } else {
+            self.to_nix32()
+        }
+    }
+}
+
+impl fmt::Display for NarHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_sri())
+    }
+}
+
+impl Serialize for NarHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("NarHash", 2)?;
+        st.serialize_field("nar_hash", &self.to_sri())?;
+        st.serialize_field("nar_size", &self.nar_size)?;
+        st.end()
+    }
+}
+
+/// Hashing a store path or comparing its hash failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// What was being done ("read", "list", …).
+        what: &'static str,
+        /// Which path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Not a regular file, directory or symlink.
+    #[error("{} is neither a regular file, a directory nor a symlink, so it has no NAR form", .0.display())]
+    UnsupportedFileType(PathBuf),
+    /// A file's length changed while it was being hashed.
+    #[error("{} changed size while it was being hashed ({expected} bytes, then {read})", path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// Size from its metadata.
+        expected: u64,
+        /// Bytes read.
+        read: u64,
+    },
+    /// The expected hash is not a sha256 NAR hash.
+    #[error("{text:?} is not a sha256 NAR hash ({reason}); expected sha256:<nix-base32>, sha256:<hex> or sha256-<base64>")]
+    BadHash {
+        /// The text given.
+        text: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The recomputed hash differs from Nix's.
+    #[error(
+        "{}: NAR hash is {actual}, but Nix registered {expected}; the store path was modified \
+         after it was built (or the store is damaged), so it is not the image Nix built; check \
+         it with `nix-store --verify-path` and rebuild it",
+        path.display()
+    )]
+    Mismatch {
+        /// The store path.
+        path: PathBuf,
+        /// Nix's narHash, as given.
+        expected: String,
+        /// Ours, in the same notation.
+        actual: String,
+    },
+}
+
+/// A writer that only hashes and counts.
+struct HashWriter {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the NAR serialisation of `path` (not following it if it is a symlink) to `out` and
+/// returns its length.
+pub fn dump(path: &Path, out: &mut impl Write) -> Result<u64, Error> {
+    let mut w = CountingWriter { inner: out, len: 0 };
+    let io_err = |e| Error::Io {
+        what: "write the NAR of",
+        path: path.to_path_buf(),
+        source: e,
+    };
+    put_str(&mut w, b"nix-archive-1").map_err(io_err)?;
+    put_node(&mut w, path)?;
+    Ok(w.len)
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    len: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn put_pad(w: &mut impl Write, len: u64) -> io::Result<()> {
+    let pad = (8 - len % 8) % 8;
+    w.write_all(&[0u8; 8][..pad as usize])
+}
+
+fn put_str(w: &mut impl Write, s: &[u8]) -> io::Result<()> {
+    w.write_all(&(s.len() as u64).to_le_bytes())?;
+    w.write_all(s)?;
+    put_pad(w, s.len() as u64)
+}
+
+fn put_strs(w: &mut impl Write, strs: &[&[u8]]) -> io::Result<()> {
+    strs.iter().try_for_each(|s| put_str(w, s))
+}
+
+fn put_node(w: &mut impl Write, path: &Path) -> Result<(), Error> {
+    let err = |what: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { what, path, source }
+    };
+    let meta = fs::symlink_metadata(path).map_err(err("read the metadata of"))?;
+    let ft = meta.file_type();
+    let werr = err("write the NAR of");
+    if ft.is_symlink() {
+        let target = fs::read_link(path).map_err(err("read the symlink"))?;
+        put_strs(
+            w,
+            &[
+                b"(",
+                b"type",
+                b"symlink",
+                b"target",
+                target.as_os_str().as_bytes(),
+                b")",
+            ],
+        )
+        .map_err(werr)?;
+    } else if ft.is_file() {
+        put_strs(w, &[b"(", b"type", b"regular"]).map_err(err("write the NAR of"))?;
+        // Nix records only the owner's execute bit.
+        if meta.permissions().mode() & 0o100 != 0 {
+            put_strs(w, &[b"executable", b""]).map_err(err("write the NAR of"))?;
+        }
+        put_str(w, b"contents").map_err(err("write the NAR of"))?;
+        let size = meta.len();
+        w.write_all(&size.to_le_bytes())
+            .map_err(err("write the NAR of"))?;
+        let file = File::open(path).map_err(err("open"))?;
+        let copied = io::copy(&mut io::Read::take(file, size), w).map_err(err("read"))?;
+        if copied != size {
+            return Err(Error::Changed {
+                path: path.to_path_buf(),
+                expected: size,
+                read: copied,
+            });
+        }
+        put_pad(w, size).map_err(err("write the NAR of"))?;
+        put_str(w, b")").map_err(werr)?;
+    } else if ft.is_dir() {
+        put_strs(w, &[b"(", b"type", b"directory"]).map_err(err("write the NAR of"))?;
+        let mut names = fs::read_dir(path)
+            .map_err(err("list"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err("list"))?;
+        // NAR orders entries by their bytes, whatever the locale.
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            put_strs(w, &[b"entry", b"(", b"name", name.as_bytes(), b"node"])
+                .map_err(err("write the NAR of"))?;
+            put_node(w, &path.join(&name))?;
+            put_str(w, b")").map_err(err("write the NAR of"))?;
+        }
+        put_str(w, b")").map_err(werr)?;
+    } else {
+        return Err(Error::UnsupportedFileType(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Recomputes the NAR hash and size of `path` (a store path: a file, a directory or a symlink).
+pub fn nar_hash(path: &Path) -> Result<NarHash, Error> {
+    let mut w = HashWriter {
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    dump(path, &mut w)?;
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(&w.hasher.finalize());
+    Ok(NarHash {
+        sha256,
+        nar_size: w.len,
+    })
+}
+
+/// Recomputes the NAR hash of `path` and compares it with Nix's registered `expected`
+/// (`sha256:<nix-base32>`, `sha256:<hex>` or `sha256-<base64>`).
+pub fn verify(path: &Path, expected: &str) -> Result<NarHash, Error> {
+    let want = parse_sha256(expected)?;
+    let got = nar_hash(path)?;
+    if got.sha256 != want {
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual: got.format_like(expected),
+        });
+    }
+    Ok(got)
+}
+
+/// Decodes a sha256 hash written as `sha256:<nix-base32>`, `sha256:<hex>` or SRI
+/// `sha256-<base64>`.
+pub fn parse_sha256(text: &str) -> Result<[u8; 32], Error> {
+    let bad = |reason| Error::BadHash {
+        text: text.to_string(),
+        reason,
+    };
+    let bytes = if let Some(b64) = text.strip_prefix("sha256-") {
+        base64_decode(b64).ok_or_else(|| bad("invalid base64"))?
+    } else if let Some(rest) = text.strip_prefix("sha256:") {
+        match rest.len() {
+            52 => nix32_decode(rest, 32).ok_or_else(|| bad("invalid nix-base32"))?,
+            64 => hex_decode(rest).ok_or_else(|| bad("invalid hex"))?,
+            _ => return Err(bad("wrong length for sha256")),
+        }
+    } else {
+        return Err(bad("no sha256: or sha256- prefix"));
+    };
+    bytes.try_into().map_err(|_| bad("not 32 bytes"))
+}
+
+/// Nix's base-32: 5-bit digits taken from the least significant end of the byte string, most
+/// significant digit first (`printHash32` in libutil/hash.cc).
+pub fn nix32_encode(bytes: &[u8]) -> String {
+    let len = (bytes.len() * 8).div_ceil(5);
+    (0..len)
+        .rev()
+        .map(|n| {
+            let b = n * 5;
+            let (i, j) = (b / 8, b % 8);
+            let lo = u16::from(bytes[i]) >> j;
+            let hi = bytes.get(i + 1).map_or(0, |&x| u16::from(x) << (8 - j));
+            char::from(NIX32[usize::from((lo | hi) & 0x1f)])
+        })
+        .collect()
+}
+
+/// Inverse of [`nix32_encode`] for a `size`-byte hash; `None` on a bad digit, length or
+/// overflowing top digit.
+pub fn nix32_decode(text: &str, size: usize) -> Option<Vec<u8>> {
+    let digits = text.as_bytes();
+    if digits.len() != (size * 8).div_ceil(5) {
+        return None;
+    }
+    let mut out = vec![0u8; size];
+    for (n, &c) in digits.iter().rev().enumerate() {
+        let d = NIX32.iter().position(|&a| a == c)? as u16;
+        let b = n * 5;
+        let (i, j) = (b / 8, b % 8);
+        let v = d << j;
+        out[i] |= (v & 0xff) as u8;
+        let carry = (v >> 8) as u8;
+        match out.get_mut(i + 1) {
+            Some(next) => *next |= carry,
+            None if carry != 0 => return None,
+            None => {}
+        }
+    }
+    Some(out)
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (k, &b)| acc | u32::from(b) << (16 - 8 * k));
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(BASE64[((n >> (18 - 6 * k)) & 0x3f) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let t = text.as_bytes();
+    if t.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(t.len() / 4 * 3);
+    for (q, quad) in t.chunks(4).enumerate() {
+        let last = q == t.len() / 4 - 1;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = n << 6 | BASE64.iter().position(|&a| a == c)? as u32;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    let t = text.as_bytes();
+    if t.len() % 2 != 0 {
+        return None;
+    }
+    t.chunks(2)
+        .map(|p| {
+            let s = std::str::from_utf8(p).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// sha256("") in the notations Nix prints.
+    const EMPTY_HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_NIX32: &str = "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73";
+    const EMPTY_SRI: &str = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+    #[test]
+    fn nix32_round_trips_and_matches_nix() {
+        let bytes = hex_decode(EMPTY_HEX).unwrap();
+        assert_eq!(nix32_encode(&bytes), EMPTY_NIX32);
+        assert_eq!(nix32_decode(EMPTY_NIX32, 32).unwrap(), bytes);
+        // An 'e' is not a nix-base32 digit; a too-large top digit overflows 32 bytes.
+        assert!(nix32_decode(&EMPTY_NIX32.replace('m', "e"), 32).is_none());
+        assert!(nix32_decode(&format!("z{}", &EMPTY_NIX32[1..]), 32).is_none());
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        let bytes = hex_decode(EMPTY_HEX).unwrap();
+        assert_eq!(format!("sha256-{}", base64_encode(&bytes)), EMPTY_SRI);
+        assert_eq!(base64_decode(&EMPTY_SRI[7..]).unwrap(), bytes);
+        for n in 0..6 {
+            let v: Vec<u8> = (0..n).map(|i| i * 37 + 1).collect();
+            assert_eq!(base64_decode(&base64_encode(&v)).unwrap(), v);
+        }
+        assert!(base64_decode("ab=c").is_none());
+    }
+
+    #[test]
+    fn parses_every_notation_to_the_same_bytes() {
+        let a = parse_sha256(&format!("sha256:{EMPTY_NIX32}")).unwrap();
+        let b = parse_sha256(&format!("sha256:{EMPTY_HEX}")).unwrap();
+        let c = parse_sha256(EMPTY_SRI).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert!(parse_sha256("md5:abc").is_err());
+        assert!(parse_sha256("sha256:abc").is_err());
+    }
+
+    /// The NAR of a file holding "hello\n", spelled out field by field.
+    #[test]
+    fn regular_file_nar_bytes_match_the_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hello");
+        fs::write(&f, "hello\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o444)).unwrap();
+        let mut out = Vec::new();
+        let len = dump(&f, &mut out).unwrap();
+        let mut want = Vec::new();
+        for s in ["nix-archive-1", "(", "type", "regular", "contents"] {
+            want.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            want.extend_from_slice(s.as_bytes());
+            want.resize(want.len().div_ceil(8) * 8, 0);
+        }
+        want.extend_from_slice(&6u64.to_le_bytes());
+        want.extend_from_slice(b"hello\n\0\0");
+        want.extend_from_slice(&1u64.to_le_bytes());
+        want.extend_from_slice(b")\0\0\0\0\0\0\0");
+        assert_eq!(out, want);
+        assert_eq!(len, want.len() as u64);
+        assert_eq!(nar_hash(&f).unwrap().nar_size, want.len() as u64);
+    }
+
+    #[test]
+    fn directory_entries_are_sorted_and_kinds_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("b"), "x").unwrap();
+        fs::write(root.join("a"), "").unwrap();
+        fs::set_permissions(root.join("a"), fs::Permissions::from_mode(0o555)).unwrap();
+        symlink("b", root.join("c")).unwrap();
+        let mut out = Vec::new();
+        dump(&root, &mut out).unwrap();
+        let text: Vec<u8> = out
+            .iter()
+            .copied()
+            .filter(|b| b.is_ascii_graphic())
+            .collect();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(
+            text,
+            "nix-archive-1(typedirectory\
+             entry(nameanode(typeregularexecutablecontents))\
+             entry(namebnode(typeregularcontentsx))\
+             entry(namecnode(typesymlinktargetb)))"
+        );
+    }
+
+    #[test]
+    fn verify_reports_both_hashes_in_the_given_notation() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let h = nar_hash(&f).unwrap();
+        verify(&f, &h.to_nix32()).unwrap();
+        verify(&f, &h.to_sri()).unwrap();
+        let err = verify(&f, EMPTY_SRI).unwrap_err().to_string();
+        assert!(
+            err.contains(EMPTY_SRI) && err.contains(&h.to_sri()),
+            "{err}"
+        );
+    }
+}

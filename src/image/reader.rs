@@ -1,0 +1,459 @@
+//! Reads guest bytes out of a qcow2 file at any offset, through its L1/L2 cluster map.
+//!
+//! Unallocated and zero-flagged clusters read as zeros (there is never a backing file: such
+//! images are refused when opened); compressed clusters are raw deflate, inflated one cluster
+//! at a time; extended L2 entries (subclusters) are honoured. Reads use `pread`, so the reader
+//! holds only the L1 table, a few L2 tables and one inflated cluster.
+
+use crate::image::qcow2::{ClusterCounts, CompressionType, Error, ErrorKind, Header};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The header is always in the first cluster, and clusters are at most 2 MiB.
+const HEADER_READ: u64 = 2 << 20;
+/// L2 tables kept in memory (at most 2 MiB each; usually 64 KiB).
+const L2_CACHE_TABLES: usize = 16;
+/// Bits 9..=55 of L1 and standard L2 entries hold a host offset.
+const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+const L2_COMPRESSED: u64 = 1 << 62;
+const L2_ZERO: u64 = 1;
+
+/// Something that holds a disk's bytes: a qcow2 guest, a raw disk in memory, a partition.
+pub trait Disk {
+    /// Size of the disk in bytes.
+    fn size(&self) -> u64;
+    /// Fills `buf` with the bytes at `offset`; fails (never short-reads) past the end.
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// A raw disk image held in memory (tests, small fixtures).
+#[derive(Debug, Clone, Default)]
+pub struct MemDisk(pub Vec<u8>);
+
+impl Disk for MemDisk {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.0.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "cannot read {} bytes at offset {offset} of a {}-byte disk",
+                        buf.len(),
+                        self.0.len()
+                    ),
+                )
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Where one guest cluster's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mapping {
+    /// No L1/L2 entry: reads as zeros.
+    Unallocated,
+    /// Zero flag set: reads as zeros.
+    Zero,
+    /// Data at this host offset (cluster-aligned).
+    Data(u64),
+    /// Extended L2: per-subcluster allocation and zero bitmaps.
+    Subclusters { host: u64, alloc: u32, zero: u32 },
+    /// Deflated data of `len` bytes at `host`.
+    Compressed { host: u64, len: u64 },
+}
+
+/// A qcow2 image opened for reading its guest disk.
+#[derive(Debug)]
+pub struct GuestReader {
+    path: PathBuf,
+    file: File,
+    file_size: u64,
+    header: Header,
+    l1: Vec<u64>,
+    /// (host offset of the table, its raw 64-bit words), most recently used last.
+    l2_cache: VecDeque<(u64, Vec<u64>)>,
+    /// The last inflated cluster: (guest cluster index, bytes).
+    inflated: Option<(u64, Vec<u8>)>,
+}
+
+impl GuestReader {
+    /// Opens `path`, parses its header and refuses images that must not be published (see
+    /// [`Header::check_publishable`]): their guest bytes cannot be read from this file alone.
+    pub fn open(path: &Path) -> Result<GuestReader, Error> {
+        let fail = |kind| Error::new(path, kind);
+        let io_fail = |what, source| fail(ErrorKind::Io { what, source });
+        let file = File::open(path).map_err(|e| io_fail("open the image", e))?;
+        let file_size = file
+            .metadata()
+            .map_err(|e| io_fail("read the image's metadata", e))?
+            .len();
+        let head_len = usize::try_from(file_size.min(HEADER_READ)).unwrap_or(0);
+        let mut head = vec![0u8; head_len];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| io_fail("read the qcow2 header", e))?;
+        let header = Header::parse(&head, file_size).map_err(fail)?;
+        header.check_publishable().map_err(fail)?;
+
+        let mut raw = vec![0u8; header.l1_size as usize * 8];
+        file.read_exact_at(&mut raw, header.l1_table_offset)
+            .map_err(|e| io_fail("read the L1 table", e))?;
+        let l1 = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Ok(GuestReader {
+            path: path.to_path_buf(),
+            file,
+            file_size,
+            header,
+            l1,
+            l2_cache: VecDeque::new(),
+            inflated: None,
+        })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The image file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the qcow2 file itself.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// Size of the guest disk.
+    pub fn virtual_size(&self) -> u64 {
+        self.header.size
+    }
+
+    fn err(&self, kind: ErrorKind) -> Error {
+        Error::new(&self.path, kind)
+    }
+
+    fn bad_table(&self, reason: String) -> Error {
+        self.err(ErrorKind::BadTable { reason })
+    }
+
+    fn cluster_size(&self) -> u64 {
+        self.header.cluster_size()
+    }
+
+    /// 64-bit words per L2 entry.
+    fn entry_words(&self) -> u64 {
+        if self.header.extended_l2() {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn l2_entries(&self) -> u64 {
+        self.cluster_size() / (8 * self.entry_words())
+    }
+
+    /// Reads (or finds in the cache) the L2 table at `host`, returning its index in the cache.
+    fn l2_table(&mut self, host: u64, l1_index: u64) -> Result<usize, Error> {
+        if let Some(i) = self.l2_cache.iter().position(|(h, _)| *h == host) {
+            return Ok(i);
+        }
+        let cs = self.cluster_size();
+        if host % cs != 0 || host.saturating_add(cs) > self.file_size {
+            return Err(self.bad_table(format!(
+                "L1 entry {l1_index} points at an L2 table at host offset {host}, which is {}",
+                if host % cs != 0 {
+                    "not cluster-aligned"
+                } else {
+                    "past the end of the file"
+                }
+            )));
+        }
+        let mut raw = vec![0u8; cs as usize];
+        self.file.read_exact_at(&mut raw, host).map_err(|source| {
+            self.err(ErrorKind::Io {
+                what: "read an L2 table",
+                source,
+            })
+        })?;
+        let words = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        if self.l2_cache.len() >= L2_CACHE_TABLES {
+            self.l2_cache.pop_front();
+        }
+        self.l2_cache.push_back((host, words));
+        Ok(self.l2_cache.len() - 1)
+    }
+
+    /// Where guest cluster `cluster` is stored.
+    fn map(&mut self, cluster: u64) -> Result<Mapping, Error> {
+        let per_table = self.l2_entries();
+        let l1_index = cluster / per_table;
+        let l2_index = cluster % per_table;
+        let l1_entry = match usize::try_from(l1_index).ok().and_then(|i| self.l1.get(i)) {
+            Some(&e) => e,
+            None => return Ok(Mapping::Unallocated),
+        };
+        let table_host = l1_entry & OFFSET_MASK;
+        if table_host == 0 {
+            return Ok(Mapping::Unallocated);
+        }
+        let slot = self.l2_table(table_host, l1_index)?;
+        let words = self.entry_words();
+        let (entry, bitmap) = {
+            let table = &self.l2_cache[slot].1;
+            let at = (l2_index * words) as usize;
+            (table[at], if words == 2 { table[at + 1] } else { 0 })
+        };
+        let cs = self.cluster_size();
+        if entry & L2_COMPRESSED != 0 {
+            if self.header.compression_type != CompressionType::Zlib {
+                return Err(self.err(ErrorKind::UnsupportedCompression {
+                    compression: self.header.compression_type,
+                }));
+            }
+            // qcow2.txt "Compressed Clusters Descriptor": the offset takes the low
+            // 62 - (cluster_bits - 8) bits, the count of additional 512-byte sectors the rest.
+            let x = entry & (L2_COMPRESSED - 1);
+            let offset_bits = 62 - (self.header.cluster_bits - 8);
+            let host = x & ((1u64 << offset_bits) - 1);
+            let sectors = (x >> offset_bits) + 1;
+            let len = (sectors * 512).saturating_sub(host & 511);
+            if host >= self.file_size {
+                return Err(self.bad_table(format!(
+                    "compressed guest cluster {cluster} points at host offset {host}, past the end of the file"
+                )));
+            }
+            return Ok(Mapping::Compressed { host, len });
+        }
+        let host = entry & OFFSET_MASK;
+        if host % cs != 0 {
+            return Err(self.bad_table(format!(
+                "guest cluster {cluster} points at host offset {host}, which is not cluster-aligned"
+            )));
+        }
+        if host != 0 && host >= self.file_size {
+            return Err(self.bad_table(format!(
+                "guest cluster {cluster} points at host offset {host}, past the end of the {}-byte file",
+                self.file_size
+            )));
+        }
+        if words == 2 {
+            // Extended L2: low 32 bits "allocated", high 32 bits "reads as zeros".
+            let alloc = bitmap as u32;
+            let zero = (bitmap >> 32) as u32;
+            if alloc & zero != 0 {
+                return Err(self.bad_table(format!(
+                    "guest cluster {cluster} has subclusters both allocated and zero (bitmap {bitmap:#018x})"
+                )));
+            }
+            if alloc != 0 && host == 0 {
+                return Err(self.bad_table(format!(
+                    "guest cluster {cluster} has allocated subclusters but no host offset"
+                )));
+            }
+            return Ok(if alloc == 0 {
+                if zero == 0 {
+                    Mapping::Unallocated
+                } else {
+                    Mapping::Zero
+                }
+            } else {
+                Mapping::Subclusters { host, alloc, zero }
+            });
+        }
+        // Bit 0 is the zero flag only in version 3; version 2 leaves it reserved.
+        if self.header.version >= 3 && entry & L2_ZERO != 0 {
+            return Ok(Mapping::Zero);
+        }
+        Ok(if host == 0 {
+            Mapping::Unallocated
+        } else {
+            Mapping::Data(host)
+        })
+    }
+
+    fn read_host(&self, host: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.file.read_exact_at(buf, host).map_err(|source| {
+            if source.kind() == io::ErrorKind::UnexpectedEof {
+                self.bad_table(format!(
+                    "data at host offset {host} ({} bytes) runs past the end of the {}-byte file",
+                    buf.len(),
+                    self.file_size
+                ))
+            } else {
+                self.err(ErrorKind::Io {
+                    what: "read guest data",
+                    source,
+                })
+            }
+        })
+    }
+
+    /// Inflates guest cluster `cluster` (cached: reading a cluster piecewise inflates it once).
+    fn inflate(&mut self, cluster: u64, host: u64, len: u64) -> Result<&[u8], Error> {
+        if self.inflated.as_ref().map(|(c, _)| *c) != Some(cluster) {
+            let cs = self.cluster_size() as usize;
+            // The last compressed cluster may end before its last sector does.
+            let len = len.min(self.file_size - host) as usize;
+            let mut input = vec![0u8; len];
+            self.read_host(host, &mut input)?;
+            let mut out = vec![0u8; cs];
+            // QEMU writes raw deflate (no zlib header, window bits 12) and stops reading at a
+            // full cluster, so "output full" counts as success just like "stream end".
+            let mut inflater = flate2::Decompress::new(false);
+            let guest_offset = cluster * self.cluster_size();
+            let status = inflater
+                .decompress(&input, &mut out, flate2::FlushDecompress::Finish)
+                .map_err(|e| {
+                    self.err(ErrorKind::Inflate {
+                        guest_offset,
+                        detail: None,
+                        source: Some(e),
+                    })
+                })?;
+            if inflater.total_out() != cs as u64 {
+                return Err(self.err(ErrorKind::Inflate {
+                    guest_offset,
+                    detail: Some(format!(
+                        "{} of {cs} bytes, decoder status {status:?}",
+                        inflater.total_out()
+                    )),
+                    source: None,
+                }));
+            }
+            self.inflated = Some((cluster, out));
+        }
+        match &self.inflated {
+            Some((_, bytes)) => Ok(bytes),
+            None => Ok(&[]),
+        }
+    }
+
+    /// Fills `buf` with the guest bytes at `offset`.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let size = self.header.size;
+        let len = buf.len() as u64;
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(self.err(ErrorKind::OutOfRange { offset, len, size }));
+        }
+        let cs = self.cluster_size();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let cluster = pos / cs;
+            let within = pos % cs;
+            let n = (cs - within).min((buf.len() - done) as u64) as usize;
+            let out = &mut buf[done..done + n];
+            match self.map(cluster)? {
+                Mapping::Unallocated | Mapping::Zero => out.fill(0),
+                Mapping::Data(host) => self.read_host(host + within, out)?,
+                Mapping::Compressed { host, len } => {
+                    let bytes = self.inflate(cluster, host, len)?;
+                    let w = within as usize;
+                    out.copy_from_slice(&bytes[w..w + n]);
+                }
+                Mapping::Subclusters { host, alloc, zero } => {
+                    let sub = cs / 32;
+                    let mut i = 0usize;
+                    while i < n {
+                        let w = within + i as u64;
+                        let bit = 1u32 << (w / sub);
+                        let m = ((sub - w % sub) as usize).min(n - i);
+                        if alloc & bit != 0 && zero & bit == 0 {
+                            self.read_host(host + w, &mut out[i..i + m])?;
+                        } else {
+                            out[i..i + m].fill(0);
+                        }
+                        i += m;
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` guest bytes at `offset` into a new buffer.
+    pub fn read_vec(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; len];
+        self.read_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Walks every L2 table once and counts how the guest clusters are stored; a pointer
+    /// outside the file is an error here rather than in the middle of a later read.
+    pub fn scan(&mut self) -> Result<ClusterCounts, Error> {
+        let clusters = self.header.size.div_ceil(self.cluster_size());
+        let per_table = self.l2_entries();
+        let mut counts = ClusterCounts::default();
+        let mut cluster = 0;
+        while cluster < clusters {
+            // Skip a whole table's worth of clusters when its L1 entry is empty.
+            let l1_index = usize::try_from(cluster / per_table).unwrap_or(usize::MAX);
+            if self.l1.get(l1_index).is_none_or(|e| e & OFFSET_MASK == 0) {
+                let next = ((cluster / per_table) + 1) * per_table;
+                counts.unallocated += next.min(clusters) - cluster;
+                cluster = next;
+                continue;
+            }
+            match self.map(cluster)? {
+                Mapping::Unallocated => counts.unallocated += 1,
+                Mapping::Zero => counts.zero += 1,
+                Mapping::Data(_) | Mapping::Subclusters { .. } => counts.data += 1,
+                Mapping::Compressed { .. } => counts.compressed += 1,
+            }
+            cluster += 1;
+        }
+        Ok(counts)
+    }
+}
+
+impl Disk for GuestReader {
+    fn size(&self) -> u64 {
+        self.virtual_size()
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.read_at(offset, buf).map_err(|e| {
+            let kind = match e.kind() {
+                ErrorKind::OutOfRange { .. } => io::ErrorKind::UnexpectedEof,
+                ErrorKind::Io { source, .. } => source.kind(),
+                _ => io::ErrorKind::InvalidData,
+            };
+            io::Error::new(kind, e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_disk_refuses_reads_past_the_end() {
+        let mut d = MemDisk(vec![1, 2, 3, 4]);
+        let mut b = [0u8; 2];
+        d.read_exact_at(2, &mut b).unwrap();
+        assert_eq!(b, [3, 4]);
+        let err = d.read_exact_at(3, &mut b).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(d.read_exact_at(u64::MAX, &mut b).is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! The `pipeline` command: parse arguments, set up logging, run one subcommand, print the
+//! error chain once and exit with the code DESIGN §7 promises.
+
+mod cli;
+mod command;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's own exit codes are 0 for --help/--version and 2 for usage errors: ours too.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match &cli.command {
+        cli::Command::List(a) => command::list::run(&cli.root, a),
+        cli::Command::Validate(a) => command::validate::run(&cli.root, a),
+        cli::Command::Plan(a) => command::plan::run(&cli.root, a),
+        cli::Command::Run(a) => command::run::run(&cli.root, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(command::exit_code_of(&err))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,314 @@
+//! The only code that runs `nix`: typed wrappers around `nix build --json`, `nix path-info
+//! --json` and `nix eval --json`, plus the layout of a built image output (`image-info.json`).
+//!
+//! # Public API
+//! - [`build`]`(installable, out_link, timeout) -> `[`BuildOutput`]: `nix build --json
+//!   --out-link`, the out-link being the GC root that keeps the output alive for the run.
+//! - [`path_info`]`(&StorePath) -> `[`PathInfo`]: the registered `narHash` ([`NarHash`], raw
+//!   bytes through [`NarHash::digest`]) and `narSize`.
+//! - [`eval_out_path`]`(installable) -> `[`StorePath`]: the output path without building.
+//! - [`read_image_info`]`(out) -> `[`ImageInfo`]: which file in the output is the image, and
+//!   what the output says about it.
+//! - [`Nix`] is the same API with a chosen program and extra environment (the tests use it to
+//!   pass their offline `NIX_CONFIG` without touching the process environment); the free
+//!   functions use [`Nix::default`], i.e. `nix` from `PATH` and the inherited environment.
+//!
+//! # Why it looks like this
+//! Every call goes through one runner ([`command`]): stdin closed, stdout parsed as JSON into
+//! typed values (Nix's human output is never scraped), stderr streamed line by line to
+//! `tracing` at debug level (visible with `-v`) with the last lines kept for the error, a
+//! timeout, and the child killed when the future is dropped.
+//!
+//! Output shapes differ between Nix versions (samples in `fixtures/nix-json/`):
+//! - `build --json`: 2.8 returns entries in no particular order (not the order of the
+//!   installables); newer Nix adds `startTime`/`stopTime`. Entries are keyed by `drvPath`.
+//! - `path-info --json`: 2.8 returns an array of objects with a `path` field; newer Nix an
+//!   object keyed by path (with `ca`, `signatures`, and `null` for invalid paths).
+//! - `narHash`: `sha256:<nix-base32>` (older), `sha256-<base64>` (SRI, 2.8 and newer); both
+//!   decode to the same 32 bytes.
+
+mod command;
+mod hash;
+mod image_info;
+mod json;
+mod store_path;
+
+pub use hash::NarHash;
+pub use image_info::{read_image_info, BootMode, ImageInfo, ImageInfoSource, IMAGE_INFO_PATH};
+pub use json::{BuildOutput, PathInfo};
+pub use store_path::StorePath;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+/// How long a `nix path-info` may take; it only reads the local store database.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long `nix eval` may take: evaluating a NixOS system takes tens of seconds on a small
+/// machine, never this long unless something hangs.
+pub const EVAL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What went wrong running `nix` or reading what it built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The program could not be started (not installed, not executable, …).
+    #[error("could not run `{argv}`")]
+    Spawn {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// Why the operating system refused.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the child's output or waiting for it failed.
+    #[error("lost contact with `{argv}`")]
+    Io {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command ran and exited unsuccessfully.
+    #[error("`{argv}` failed ({status}); last lines of its stderr:\n{}", tail_text(.stderr_tail))]
+    Failed {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// How it exited.
+        status: ExitStatus,
+        /// The last lines of its stderr (at most [`command::STDERR_TAIL_LINES`]).
+        stderr_tail: Vec<String>,
+    },
+    /// The command did not finish in time and was killed.
+    #[error("`{argv}` did not finish within {}s and was killed; last lines of its stderr:\n{}",
+        .timeout.as_secs_f64(), tail_text(.stderr_tail))]
+    Timeout {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// The limit it exceeded.
+        timeout: Duration,
+        /// The last lines of its stderr before it was killed.
+        stderr_tail: Vec<String>,
+    },
+    /// The command succeeded but its stdout is not the JSON we expect.
+    #[error("`{argv}` printed output that is not the expected JSON (it starts with {excerpt:?})")]
+    Json {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// The beginning of what it printed.
+        excerpt: String,
+        /// What serde could not match.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The JSON parsed but does not say what we asked for.
+    #[error("`{argv}` printed JSON that {problem}")]
+    Unexpected {
+        /// The command line, shell-quoted.
+        argv: String,
+        /// What is missing or contradictory.
+        problem: String,
+    },
+    /// A string that should be a store path is not one.
+    #[error("{path:?} is not a Nix store path: {reason}")]
+    InvalidStorePath {
+        /// The rejected string.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `narHash` that is neither `sha256:<nix-base32|hex>` nor `sha256-<base64>`.
+    #[error("{hash:?} is not a sha256 NAR hash: {reason}")]
+    InvalidNarHash {
+        /// The rejected string.
+        hash: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `nix-support/image-info.json` exists but cannot be read.
+    #[error("could not read {}", .path.display())]
+    ImageInfoRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `nix-support/image-info.json` is not the expected JSON object.
+    #[error("{} is not a valid image-info.json", .path.display())]
+    ImageInfoParse {
+        /// The file.
+        path: PathBuf,
+        /// What serde could not match.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `image-info.json` names an image that does not exist or lies outside the output.
+    #[error("{}: {problem}", .path.display())]
+    ImageInfoInvalid {
+        /// The image-info.json file.
+        path: PathBuf,
+        /// What is wrong with the `file` it names.
+        problem: String,
+    },
+    /// The output has no `image-info.json` and no `*.qcow2` file.
+    #[error("{} has no {IMAGE_INFO_PATH} and no *.qcow2 file", .out.display())]
+    NoImage {
+        /// The build output.
+        out: PathBuf,
+    },
+    /// The output has no `image-info.json` and more than one `*.qcow2` file.
+    #[error("{} has no {IMAGE_INFO_PATH} and several *.qcow2 files ({}); which one is the image is ambiguous",
+        .out.display(), display_paths(.found))]
+    SeveralImages {
+        /// The build output.
+        out: PathBuf,
+        /// The candidates, sorted.
+        found: Vec<PathBuf>,
+    },
+    /// Listing the output directory failed.
+    #[error("could not list {}", .out.display())]
+    ReadOutput {
+        /// The build output.
+        out: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of this module's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn tail_text(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "  (stderr was empty)".to_owned();
+    }
+    lines
+        .iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A way to run `nix`: which program, and which extra environment variables it gets on top of
+/// the inherited environment.
+#[derive(Debug, Clone)]
+pub struct Nix {
+    program: OsString,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Default for Nix {
+    /// `nix` from `PATH`, inherited environment only.
+    fn default() -> Self {
+        Nix {
+            program: OsString::from("nix"),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Nix {
+    /// Same as [`Nix::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `program` instead of `nix` from `PATH`.
+    pub fn with_program(mut self, program: impl Into<OsString>) -> Self {
+        self.program = program.into();
+        self
+    }
+
+    /// Sets an environment variable for every command (e.g. `NIX_CONFIG`).
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&self, args: Vec<OsString>) -> command::NixCommand<'_> {
+        command::NixCommand {
+            program: &self.program,
+            args,
+            env: &self.env,
+        }
+    }
+
+    /// Builds one installable (`<flake>#<attribute>`) with `nix build --json --out-link
+    /// <out_link>`; the out-link is a GC root that keeps the output alive until it is removed.
+    pub async fn build(
+        &self,
+        installable: &str,
+        out_link: &Path,
+        timeout: Duration,
+    ) -> Result<BuildOutput> {
+        let cmd = self.command(vec![
+            "build".into(),
+            "--json".into(),
+            // Builder output goes to stderr as it happens, so `-v` shows a build in progress.
+            "--print-build-logs".into(),
+            "--out-link".into(),
+            out_link.into(),
+            installable.into(),
+        ]);
+        let stdout = cmd.run(timeout).await?;
+        let entries = cmd.parse_json(&stdout)?;
+        json::single_build_output(entries).map_err(|problem| Error::Unexpected {
+            argv: cmd.argv(),
+            problem,
+        })
+    }
+
+    /// Reads the registered `narHash` and `narSize` of a store path.
+    pub async fn path_info(&self, path: &StorePath) -> Result<PathInfo> {
+        let cmd = self.command(vec![
+            "path-info".into(),
+            "--json".into(),
+            path.as_path().into(),
+        ]);
+        let stdout = cmd.run(QUERY_TIMEOUT).await?;
+        let parsed = cmd.parse_json(&stdout)?;
+        json::path_info_of(parsed, path).map_err(|problem| Error::Unexpected {
+            argv: cmd.argv(),
+            problem,
+        })
+    }
+
+    /// The output path an installable would build to, without building it.
+    pub async fn eval_out_path(&self, installable: &str) -> Result<StorePath> {
+        let cmd = self.command(vec![
+            "eval".into(),
+            "--json".into(),
+            format!("{installable}.outPath").into(),
+        ]);
+        let stdout = cmd.run(EVAL_TIMEOUT).await?;
+        let path: String = cmd.parse_json(&stdout)?;
+        StorePath::new(path)
+    }
+}
+
+/// [`Nix::build`] with `nix` from `PATH`.
+pub async fn build(installable: &str, out_link: &Path, timeout: Duration) -> Result<BuildOutput> {
+    Nix::default().build(installable, out_link, timeout).await
+}
+
+/// [`Nix::path_info`] with `nix` from `PATH`.
+pub async fn path_info(path: &StorePath) -> Result<PathInfo> {
+    Nix::default().path_info(path).await
+}
+
+/// [`Nix::eval_out_path`] with `nix` from `PATH`.
+pub async fn eval_out_path(installable: &str) -> Result<StorePath> {
+    Nix::default().eval_out_path(installable).await
+}

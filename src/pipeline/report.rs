@@ -1,0 +1,177 @@
+//! The run report: what happened to each image, printed as text on stderr and as one JSON
+//! document on stdout (`--json`) or into a file (`--report FILE`), per DESIGN §8.
+
+use crate::firmware::Boot;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The outcome of a whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// clouds.yaml entry, when the pipeline publishes.
+    pub cloud: Option<String>,
+    /// True when no image failed.
+    pub ok: bool,
+    /// True for `--dry-run`: nothing was built, checked or published.
+    pub dry_run: bool,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// RFC 3339, UTC.
+    pub finished_at: String,
+    /// One entry per profile, in the pipeline's order.
+    pub images: Vec<ImageReport>,
+}
+
+/// What happened to one profile's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStatus {
+    /// Uploaded and made current.
+    Published,
+    /// Already current in the cloud with the same store path and hashes; nothing sent.
+    Skipped,
+    /// Every stage passed and the pipeline has no upload stage.
+    Verified,
+    /// `--dry-run`: what would run was shown, nothing was done.
+    Planned,
+    /// A stage failed; nothing was left half-published.
+    Failed,
+}
+
+/// Status of one stage of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageStatus {
+    /// Ran and succeeded.
+    Ok,
+    /// Ran and failed.
+    Failed,
+    /// Did not run (dry run, an earlier failure, or nothing to do).
+    Skipped,
+}
+
+/// One stage of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub stage: String,
+    /// What happened.
+    pub status: StageStatus,
+    /// Wall time.
+    pub seconds: f64,
+    /// What it did or would do, for humans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One profile's image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Profile name.
+    pub profile: String,
+    /// Outcome.
+    pub status: ImageStatus,
+    /// Firmware tagged.
+    pub firmware: Boot,
+    /// Glance image id, once created.
+    pub image_id: Option<String>,
+    /// Glance image name.
+    pub image_name: Option<String>,
+    /// Store path of the build.
+    pub store_path: Option<String>,
+    /// Image file size in bytes.
+    pub size: Option<u64>,
+    /// Hex sha256 of the image file.
+    pub sha256: Option<String>,
+    /// Hex sha512 of the image file (Glance's `os_hash_value`).
+    pub sha512: Option<String>,
+    /// Hex md5 of the image file (Glance's `checksum`).
+    pub md5: Option<String>,
+    /// Glance properties set (or to be set) on the image.
+    pub properties: BTreeMap<String, String>,
+    /// Glance tags set on the image.
+    pub tags: Vec<String>,
+    /// Per-stage outcome, in order.
+    pub stages: Vec<StageReport>,
+    /// The error chain of the failure, if any.
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// Exit code per DESIGN §7: 0 when every image is fine, 1 when one failed.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The human summary, one block per image.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for image in &self.images {
+            out.push_str(&format!(
+                "{:<8} {:<9} firmware={}",
+                image.profile,
+                format!("{:?}", image.status).to_lowercase(),
+                image.firmware
+            ));
+            if let Some(id) = &image.image_id {
+                out.push_str(&format!(" id={id}"));
+            }
+            if let Some(sp) = &image.store_path {
+                out.push_str(&format!(" {sp}"));
+            }
+            out.push('\n');
+            for s in &image.stages {
+                out.push_str(&format!(
+                    "    {:<9} {:<7} {:>7.2}s",
+                    s.stage,
+                    format!("{:?}", s.status).to_lowercase(),
+                    s.seconds
+                ));
+                if let Some(note) = &s.note {
+                    out.push_str(&format!("  {note}"));
+                }
+                out.push('\n');
+            }
+            if let Some(e) = &image.error {
+                out.push_str(&format!(
+                    "    error: {}\n",
+                    e.replace('\n', "\n           ")
+                ));
+            }
+        }
+        let failed = self
+            .images
+            .iter()
+            .filter(|i| i.status == ImageStatus::Failed)
+            .count();
+        out.push_str(&format!(
+            "{}: {} image(s), {} failed{}\n",
+            self.pipeline,
+            self.images.len(),
+            failed,
+            if self.dry_run {
+                " (dry run: nothing was built or published)"
+            } else {
+                ""
+            }
+        ));
+        out
+    }
+}
+
+/// Now, as RFC 3339 UTC text.
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// `at` as RFC 3339 text.
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}

@@ -1,0 +1,329 @@
+//! The command line as a release engineer meets it: listing, validation errors for bad input,
+//! plans with the firmware rule applied, and dry-run reports.
+
+use crate::util::{pipeline, project, repo, run};
+use serde_json::Value;
+
+/// Every bad input: (fixtures/bad/<case>, file named in the error, line, part of the message).
+const BAD: &[(&str, &str, u32, &str)] = &[
+    (
+        "yaml-syntax",
+        "pipelines/publish-all.yaml",
+        3,
+        "publish-all.yaml:3:",
+    ),
+    (
+        "unknown-key",
+        "pipelines/publish-all.yaml",
+        3,
+        "unknown field `concurency`",
+    ),
+    ("wrong-type", "pipelines/publish-all.yaml", 3, "invalid"),
+    (
+        "unknown-stage",
+        "pipelines/publish-all.yaml",
+        5,
+        "unknown stage `biuld`",
+    ),
+    (
+        "unknown-profile",
+        "pipelines/publish-all.yaml",
+        2,
+        "unknown profile `lucky`",
+    ),
+    (
+        "duplicate-profile",
+        "pipelines/publish-all.yaml",
+        5,
+        "profile `lucy` is listed twice",
+    ),
+    (
+        "upload-without-verify",
+        "pipelines/publish-all.yaml",
+        7,
+        "`upload` needs `verify` before it",
+    ),
+    (
+        "empty-stages",
+        "pipelines/publish-all.yaml",
+        3,
+        "the stage list is empty",
+    ),
+    (
+        "bios-not-allowed",
+        "profiles/lucy.yaml",
+        4,
+        "asks for legacy BIOS boot",
+    ),
+    (
+        "name-mismatch",
+        "profiles/makise.yaml",
+        1,
+        "differs from its file name",
+    ),
+    (
+        "firmware-override",
+        "profiles/quinn.yaml",
+        7,
+        "would override a firmware key",
+    ),
+    (
+        "machine-type-override",
+        "profiles/generic.yaml",
+        6,
+        "`hw_machine_type` would override a firmware key",
+    ),
+    (
+        "profile-unknown-key",
+        "profiles/generic.yaml",
+        4,
+        "unknown field `bootmode`",
+    ),
+    ("profile-bad-boot", "profiles/generic.yaml", 4, "legacy"),
+    (
+        "stage-needs-build",
+        "pipelines/publish-all.yaml",
+        5,
+        "`tag` needs `build` before it",
+    ),
+    (
+        "options-on-plain-stage",
+        "pipelines/publish-all.yaml",
+        6,
+        "stage `verify` takes no options",
+    ),
+    (
+        "unknown-upload-option",
+        "pipelines/publish-all.yaml",
+        9,
+        "unknown field `methd`",
+    ),
+    (
+        "duplicate-stage",
+        "pipelines/publish-all.yaml",
+        6,
+        "stage `build` is listed twice",
+    ),
+    (
+        "concurrency-zero",
+        "pipelines/publish-all.yaml",
+        3,
+        "concurrency is 0",
+    ),
+    (
+        "missing-stages",
+        "pipelines/publish-all.yaml",
+        3,
+        "missing field `stages`",
+    ),
+    (
+        "lifecycle-tag",
+        "profiles/generic.yaml",
+        5,
+        "tag `current` is managed by the pipeline",
+    ),
+    (
+        "policy-unknown-key",
+        "profiles/policy.yaml",
+        1,
+        "unknown field `legacy_bois`",
+    ),
+];
+
+#[test]
+fn every_bad_input_is_a_clear_error_with_exit_2() {
+    let mut checked = 0;
+    for (case, file, line, message) in BAD {
+        let root = project(Some(case));
+        let ran = run(pipeline(root.path()).arg("validate"));
+        ran.expect_code(2)
+            .stderr_has(&format!("{file}:{line}:"))
+            .stderr_has(message)
+            .stderr_has("fix: ");
+        checked += 1;
+    }
+    assert!(checked >= 15);
+}
+
+#[test]
+fn bad_fixtures_are_all_covered() {
+    let dirs = std::fs::read_dir(repo().join("fixtures/bad")).expect("fixtures/bad");
+    for d in dirs {
+        let name = d.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(
+            name == "many-problems" || BAD.iter().any(|(case, ..)| *case == name),
+            "fixtures/bad/{name} has no expectation in tests/it/cli.rs"
+        );
+    }
+}
+
+#[test]
+fn all_problems_of_a_run_are_reported_not_only_the_first() {
+    let root = project(Some("many-problems"));
+    let ran = run(pipeline(root.path()).args(["validate", "--json"]));
+    ran.expect_code(2);
+    let doc: Value = serde_json::from_str(&ran.stdout).expect("validate --json prints JSON");
+    let problems = doc["problems"].as_array().expect("problems");
+    let messages: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{} {}",
+                p["file"].as_str().unwrap_or(""),
+                p["line"],
+                p["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for needle in [
+        "profiles/lucy.yaml:4 profile `lucy` asks for legacy BIOS",
+        "pipelines/publish-all.yaml:2 unknown profile `lucky`",
+        "pipelines/publish-all.yaml:2 profile `lucy` is listed twice",
+        "pipelines/publish-all.yaml:5 unknown stage `verfy`",
+        "pipelines/publish-all.yaml:6 `upload` needs `tag` before it",
+        "pipelines/publish-all.yaml:6 `upload` needs `verify` before it",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.starts_with(needle)),
+            "missing {needle:?} in {messages:#?}"
+        );
+    }
+}
+
+#[test]
+fn shipped_pipelines_and_profiles_validate() {
+    run(pipeline(&repo()).arg("validate"))
+        .expect_code(0)
+        .stderr_has("ok: ");
+}
+
+#[test]
+fn list_shows_pipelines_and_boot_modes() {
+    let ran = run(pipeline(&repo()).args(["list", "--json"]));
+    ran.expect_code(0);
+    let doc: Value = serde_json::from_str(&ran.stdout).expect("list --json prints JSON");
+    let boot_of = |name: &str| {
+        doc["profiles"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .map(|p| p["boot"].clone())
+    };
+    assert_eq!(boot_of("sunraku"), Some(Value::from("bios")));
+    for uefi in ["lucy", "makise", "quinn", "generic"] {
+        assert_eq!(boot_of(uefi), Some(Value::from("uefi")), "{uefi}");
+    }
+    let names: Vec<&str> = doc["pipelines"]
+        .as_array()
+        .expect("pipelines")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"publish-all") && names.contains(&"nightly"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn plan_applies_the_firmware_rule() {
+    let ran = run(pipeline(&repo()).args(["plan", "publish-all", "--json"]));
+    ran.expect_code(0);
+    let doc: Value = serde_json::from_str(&ran.stdout).expect("plan --json prints JSON");
+    let profiles = doc["profiles"].as_array().expect("profiles");
+    assert_eq!(profiles.len(), 5);
+    for p in profiles {
+        let props = &p["properties"];
+        match p["profile"].as_str() {
+            Some("sunraku") => {
+                assert_eq!(props["hw_firmware_type"], "bios");
+                assert!(props.get("hw_machine_type").is_none(), "{p}");
+            }
+            Some(_) => {
+                assert_eq!(props["hw_firmware_type"], "uefi", "{p}");
+                assert_eq!(props["hw_machine_type"], "q35", "{p}");
+            }
+            None => panic!("profile without name: {p}"),
+        }
+        assert_eq!(props["os_distro"], "nixos");
+        assert!(p["tags"]
+            .as_array()
+            .expect("tags")
+            .contains(&Value::from("hephaestus")));
+    }
+    // The human plan says the same on stderr.
+    let text = run(pipeline(&repo()).args(["plan", "publish-all", "--profile", "sunraku"]));
+    text.expect_code(0).stderr_has("hw_firmware_type=bios");
+}
+
+#[test]
+fn dry_run_report_lists_the_five_profiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report_file = dir.path().join("report.json");
+    let ran = run(pipeline(&repo())
+        .args(["run", "publish-all", "--dry-run", "--json", "--report"])
+        .arg(&report_file));
+    ran.expect_code(0);
+    let doc: Value =
+        serde_json::from_str(&ran.stdout).expect("run --json prints exactly one JSON document");
+    let from_file: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_file).expect("report file"))
+            .expect("report JSON");
+    assert_eq!(doc, from_file);
+    assert_eq!(doc["pipeline"], "publish-all");
+    assert_eq!(doc["dry_run"], true);
+    let images = doc["images"].as_array().expect("images");
+    let mut names: Vec<&str> = images
+        .iter()
+        .filter_map(|i| i["profile"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["generic", "lucy", "makise", "quinn", "sunraku"]);
+    for image in images {
+        assert_eq!(image["status"], "planned", "{image}");
+        let stages: Vec<&str> = image["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .filter_map(|s| s["stage"].as_str())
+            .collect();
+        assert_eq!(stages, ["evaluate", "build", "tag", "verify", "upload"]);
+    }
+}
+
+#[test]
+fn unknown_pipeline_names_the_known_ones() {
+    run(pipeline(&repo()).args(["plan", "publish-everything"]))
+        .expect_code(2)
+        .stderr_has("no pipeline `publish-everything`")
+        .stderr_has("publish-all");
+}
+
+#[test]
+fn profile_filter_must_name_a_profile_of_the_pipeline() {
+    run(pipeline(&repo()).args(["plan", "publish-all", "--profile", "lucky"]))
+        .expect_code(2)
+        .stderr_has("--profile lucky: no such profile");
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    for sub in ["list", "validate", "plan", "run"] {
+        run(pipeline(&repo()).args([sub, "--help"])).expect_code(0);
+        let out = assert_cmd::Command::cargo_bin("pipeline")
+            .expect("binary")
+            .args([sub, "--help"])
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Example"),
+            "`pipeline {sub} --help` has no example:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    run(pipeline(&repo()).args(["run"])).expect_code(2);
+    run(pipeline(&repo()).args(["frobnicate"])).expect_code(2);
+}

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per area, shared helpers in `util`.
+mod cli;
+mod image;
+mod nix;
+mod prod_flake;
+mod util;

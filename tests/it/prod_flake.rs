@@ -1,0 +1,275 @@
+//! Offline checks of the production flake in `nix/`: every `.nix` file parses, the flake
+//! declares a configuration and an image for exactly the profiles in `profiles/*.yaml`, and each
+//! profile module's `hephaestus.boot` agrees with its YAML `boot`.
+//!
+//! Nothing here needs nixpkgs or the network, so nothing here proves that the images build or
+//! boot: `nix/README.md` lists what the first online build must confirm. These tests need
+//! `nix-instantiate` and fail (never skip) when it is missing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+
+/// The fields of a profile YAML these checks compare; the rest is the loader's business.
+#[derive(Debug, Deserialize)]
+struct Profile {
+    name: String,
+    boot: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Policy {
+    legacy_bios: Vec<String>,
+}
+
+/// What `nix/checks/flake-outputs.nix` reports about flake.nix.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlakeOutputs {
+    nixpkgs: String,
+    nixos_configurations: BTreeSet<String>,
+    images: BTreeSet<String>,
+    nixos_modules: BTreeSet<String>,
+    packages: BTreeSet<String>,
+    profiles: Vec<String>,
+    profile_modules: Vec<bool>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Every profile in `profiles/*.yaml` (policy.yaml is not one), sorted by file name.
+fn profiles() -> Vec<(PathBuf, Profile)> {
+    let dir = repo().join("profiles");
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()));
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "policy.yaml"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no profiles in {}", dir.display());
+    paths
+        .into_iter()
+        .map(|path| {
+            let profile: Profile = serde_saphyr::from_str(&read(&path))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path, profile)
+        })
+        .collect()
+}
+
+/// `nix-instantiate` from PATH, or a failure that says how to get it.
+fn nix_instantiate() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("nix-instantiate"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "nix-instantiate not found on PATH: these checks need Nix \
+             (`make install-nix`, or `apt-get install nix-bin`)"
+        )
+    })
+}
+
+/// Runs `nix-instantiate ARGS` in the repository and returns its output, whatever its status.
+fn run_nix_instantiate(args: &[&str]) -> (String, Output) {
+    let program = nix_instantiate();
+    let argv = format!("{} {}", program.display(), args.join(" "));
+    let output = Command::new(&program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("running `{argv}`: {e}"));
+    (argv, output)
+}
+
+/// The last lines of a command's stderr, for failure messages.
+fn stderr_tail(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// The values of every `hephaestus.boot = "…";` in a Nix source text.
+fn declared_boot_modes(nix: &str) -> Vec<String> {
+    nix.lines()
+        .map(str::trim_start)
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("hephaestus.boot"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .filter_map(|rest| {
+            let rest = rest.trim_start().strip_prefix('"')?;
+            let end = rest.find('"')?;
+            Some(rest[..end].to_string())
+        })
+        .collect()
+}
+
+fn nix_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+            .path();
+        if path.is_dir() {
+            nix_files(&path, found);
+        } else if path.extension().is_some_and(|x| x == "nix") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn profile_modules_declare_the_boot_mode_of_their_yaml() {
+    let policy: Policy = serde_saphyr::from_str(&read(&repo().join("profiles/policy.yaml")))
+        .unwrap_or_else(|e| panic!("profiles/policy.yaml: {e}"));
+    let mut problems = Vec::new();
+    for (yaml, profile) in profiles() {
+        let module = repo()
+            .join("nix/modules/profiles")
+            .join(format!("{}.nix", profile.name));
+        if !module.is_file() {
+            problems.push(format!(
+                "{}: no profile module {}",
+                yaml.display(),
+                module.display()
+            ));
+            continue;
+        }
+        let declared = declared_boot_modes(&read(&module));
+        match declared.as_slice() {
+            [boot] if *boot == profile.boot => {}
+            [boot] => problems.push(format!(
+                "{} says hephaestus.boot = \"{boot}\" but {} says boot: {}",
+                module.display(),
+                yaml.display(),
+                profile.boot
+            )),
+            other => problems.push(format!(
+                "{}: expected exactly one `hephaestus.boot = \"…\";`, found {other:?}",
+                module.display()
+            )),
+        }
+        if declared.iter().any(|b| b == "bios") && !policy.legacy_bios.contains(&profile.name) {
+            problems.push(format!(
+                "{} boots legacy BIOS but profiles/policy.yaml does not list {} in legacy_bios",
+                module.display(),
+                profile.name
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn declared_boot_modes_reads_only_assignments() {
+    let nix =
+        "# hephaestus.boot = \"bios\";\n  hephaestus.boot = \"uefi\";\n  hephaestus.bootx = 1;\n";
+    assert_eq!(declared_boot_modes(nix), vec!["uefi".to_string()]);
+}
+
+#[test]
+fn flake_declares_a_configuration_and_an_image_for_every_profile() {
+    let (argv, output) = run_nix_instantiate(&[
+        "--eval",
+        "--strict",
+        "--json",
+        "nix/checks/flake-outputs.nix",
+    ]);
+    assert!(
+        output.status.success(),
+        "`{argv}` failed ({}):\n{}",
+        output.status,
+        stderr_tail(&output)
+    );
+    let outputs: FlakeOutputs = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`{argv}` printed no valid JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+
+    let expected: BTreeSet<String> = profiles().into_iter().map(|(_, p)| p.name).collect();
+    assert_eq!(
+        outputs.nixos_configurations, expected,
+        "nixosConfigurations vs profiles/*.yaml"
+    );
+    assert_eq!(outputs.images, expected, "images vs profiles/*.yaml");
+    assert_eq!(
+        outputs.profiles.iter().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "nix/profiles.nix vs profiles/*.yaml"
+    );
+    assert!(
+        outputs.profile_modules.iter().all(|exists| *exists),
+        "a module under nix/modules/profiles/ is missing for one of {:?}",
+        outputs.profiles
+    );
+    assert!(
+        outputs.nixos_modules.contains("pipeline-nightly"),
+        "nixosModules: {:?}",
+        outputs.nixos_modules
+    );
+    assert!(
+        outputs.packages.contains("pipeline"),
+        "packages: {:?}",
+        outputs.packages
+    );
+    assert!(
+        outputs.nixpkgs.starts_with("github:NixOS/nixpkgs/nixos-"),
+        "nixpkgs must follow a NixOS release branch, not {}",
+        outputs.nixpkgs
+    );
+}
+
+#[test]
+fn every_nix_file_parses() {
+    let mut files = Vec::new();
+    nix_files(&repo().join("nix"), &mut files);
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "expected the flake and its modules under nix/, found {files:?}"
+    );
+    let mut problems = Vec::new();
+    for file in &files {
+        let path = file.to_string_lossy();
+        let (argv, output) = run_nix_instantiate(&["--parse", &path]);
+        if !output.status.success() {
+            problems.push(format!(
+                "`{argv}` failed ({}):\n{}",
+                output.status,
+                stderr_tail(&output)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// The parse check above is only worth something if a syntax error makes it fail.
+#[test]
+fn parse_check_rejects_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
+    let broken = dir.path().join("broken.nix");
+    std::fs::write(&broken, "{ a = ; }\n")
+        .unwrap_or_else(|e| panic!("writing {}: {e}", broken.display()));
+    let (argv, output) = run_nix_instantiate(&["--parse", &broken.to_string_lossy()]);
+    assert!(!output.status.success(), "`{argv}` accepted a syntax error");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("syntax error"),
+        "`{argv}` failed without naming the syntax error:\n{}",
+        stderr_tail(&output)
+    );
+}
