@@ -63,6 +63,28 @@ pub enum Command {
         after_help = "Examples:\n  pipeline run publish-all --dry-run\n  pipeline run nightly --cloud staging --report nightly.json\n  pipeline run publish-all --profile lucy --profile sunraku --json"
     )]
     Run(RunArgs),
+
+    /// Check one image file as the verify stage does: a sound standalone qcow2, a partition
+    /// table that fits the profile's firmware, the NAR hash when the file is in the Nix store,
+    /// and its md5/sha256/sha512.
+    #[command(
+        after_help = "Examples:\n  pipeline verify result/nixos.qcow2 --profile lucy\n  pipeline verify ./sunraku.qcow2 --profile sunraku --json"
+    )]
+    Verify(VerifyArgs),
+}
+
+/// `pipeline verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The profile whose firmware the image must fit.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: String,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `pipeline list`
@@ -127,4 +149,10 @@ pub struct RunArgs {
     /// Run only what has no side effect (evaluate, tag) and say what the rest would do.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep the GC roots of the built images after the run (under the run directory).
+    #[arg(long)]
+    pub keep_outputs: bool,
+    /// Where runs keep GC roots and logs (default: ROOT/.run).
+    #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
 }

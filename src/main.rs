@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Validate(a) => command::validate::run(&cli.root, a),
         cli::Command::Plan(a) => command::plan::run(&cli.root, a),
         cli::Command::Run(a) => command::run::run(&cli.root, a),
+        cli::Command::Verify(a) => command::verify::run(&cli.root, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

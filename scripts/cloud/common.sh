@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are used by the scripts
 # common.sh - settings and helpers shared by install.sh, up.sh and down.sh (sourced, not run).
 #
 # Two independent clouds, each a Keystone + Glance pair on 127.0.0.1 with its own

@@ -88,6 +88,7 @@ cloud_up() (
   csay() { say "$c: $*"; }
 
   started=()
+  # shellcheck disable=SC2317  # invoked by the EXIT trap
   on_exit() { # on failure, stop whatever this run started (never what was already running)
     local rc=$? n pid
     if [ "$rc" != 0 ]; then

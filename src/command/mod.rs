@@ -5,6 +5,7 @@ pub mod list;
 pub mod plan;
 pub mod run;
 pub mod validate;
+pub mod verify;
 
 use hephaestus::pipeline::{LoadError, Project};
 use std::path::Path;

@@ -152,6 +152,24 @@ impl Write for HashWriter {
 /// Writes the NAR serialisation of `path` (not following it if it is a symlink) to `out` and
 /// returns its length.
 pub fn dump(path: &Path, out: &mut impl Write) -> Result<u64, Error> {
+    dump_tapped(path, out, &mut None)
+}
+
+/// Hands the contents of one file inside a store path to a consumer while the NAR is written,
+/// so a store output and the image file inside it are both hashed in one read of the image.
+pub struct Tap<'a> {
+    /// The file whose contents are handed over (a path under the dumped path).
+    pub file: &'a Path,
+    /// Receives the file's contents in order, in chunks of up to 2 MiB.
+    pub feed: &'a mut dyn FnMut(bytes::Bytes) -> io::Result<()>,
+    /// Set once the file was met and fully fed.
+    pub fed: bool,
+}
+
+/// Chunk size when a file is tapped: large enough to amortise the hashers' hand-offs.
+const TAP_CHUNK: usize = 2 << 20;
+
+fn dump_tapped(path: &Path, out: &mut impl Write, tap: &mut Option<Tap<'_>>) -> Result<u64, Error> {
     let mut w = CountingWriter { inner: out, len: 0 };
     let io_err = |e| Error::Io {
         what: "write the NAR of",
@@ -159,7 +177,7 @@ pub fn dump(path: &Path, out: &mut impl Write) -> Result<u64, Error> {
         source: e,
     };
     put_str(&mut w, b"nix-archive-1").map_err(io_err)?;
-    put_node(&mut w, path)?;
+    put_node(&mut w, path, tap)?;
     Ok(w.len)
 }
 
@@ -195,7 +213,7 @@ fn put_strs(w: &mut impl Write, strs: &[&[u8]]) -> io::Result<()> {
     strs.iter().try_for_each(|s| put_str(w, s))
 }
 
-fn put_node(w: &mut impl Write, path: &Path) -> Result<(), Error> {
+fn put_node(w: &mut impl Write, path: &Path, tap: &mut Option<Tap<'_>>) -> Result<(), Error> {
     let err = |what: &'static str| {
         let path = path.to_path_buf();
         move |source| Error::Io { what, path, source }
@@ -228,7 +246,14 @@ fn put_node(w: &mut impl Write, path: &Path) -> Result<(), Error> {
         w.write_all(&size.to_le_bytes())
             .map_err(err("write the NAR of"))?;
         let file = File::open(path).map_err(err("open"))?;
-        let copied = io::copy(&mut io::Read::take(file, size), w).map_err(err("read"))?;
+        let copied = match tap.as_mut().filter(|t| t.file == path) {
+            Some(t) => {
+                let n = copy_tapped(file, size, w, t.feed).map_err(err("read"))?;
+                t.fed = true;
+                n
+            }
+            None => io::copy(&mut io::Read::take(file, size), w).map_err(err("read"))?,
+        };
         if copied != size {
             return Err(Error::Changed {
                 path: path.to_path_buf(),
@@ -250,7 +275,7 @@ fn put_node(w: &mut impl Write, path: &Path) -> Result<(), Error> {
         for name in names {
             put_strs(w, &[b"entry", b"(", b"name", name.as_bytes(), b"node"])
                 .map_err(err("write the NAR of"))?;
-            put_node(w, &path.join(&name))?;
+            put_node(w, &path.join(&name), tap)?;
             put_str(w, b")").map_err(err("write the NAR of"))?;
         }
         put_str(w, b")").map_err(werr)?;
@@ -260,13 +285,50 @@ fn put_node(w: &mut impl Write, path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Copies `size` bytes of `file` to `w`, handing each chunk to `feed` as well.
+fn copy_tapped(
+    mut file: File,
+    size: u64,
+    w: &mut impl Write,
+    feed: &mut dyn FnMut(bytes::Bytes) -> io::Result<()>,
+) -> io::Result<u64> {
+    use std::io::Read;
+    let mut copied = 0u64;
+    while copied < size {
+        let want = usize::try_from((size - copied).min(TAP_CHUNK as u64)).unwrap_or(TAP_CHUNK);
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        w.write_all(&buf)?;
+        copied += filled as u64;
+        feed(bytes::Bytes::from(buf))?;
+    }
+    Ok(copied)
+}
+
 /// Recomputes the NAR hash and size of `path` (a store path: a file, a directory or a symlink).
 pub fn nar_hash(path: &Path) -> Result<NarHash, Error> {
+    nar_hash_tapped(path, &mut None)
+}
+
+/// [`nar_hash`], handing the contents of `tap.file` to `tap.feed` in the same read.
+pub fn nar_hash_tapped(path: &Path, tap: &mut Option<Tap<'_>>) -> Result<NarHash, Error> {
     let mut w = HashWriter {
         hasher: Sha256::new(),
         len: 0,
     };
-    dump(path, &mut w)?;
+    dump_tapped(path, &mut w, tap)?;
     let mut sha256 = [0u8; 32];
     sha256.copy_from_slice(&w.hasher.finalize());
     Ok(NarHash {
@@ -278,8 +340,17 @@ pub fn nar_hash(path: &Path) -> Result<NarHash, Error> {
 /// Recomputes the NAR hash of `path` and compares it with Nix's registered `expected`
 /// (`sha256:<nix-base32>`, `sha256:<hex>` or `sha256-<base64>`).
 pub fn verify(path: &Path, expected: &str) -> Result<NarHash, Error> {
+    verify_tapped(path, expected, &mut None)
+}
+
+/// [`verify`], handing the contents of `tap.file` to `tap.feed` in the same read.
+pub fn verify_tapped(
+    path: &Path,
+    expected: &str,
+    tap: &mut Option<Tap<'_>>,
+) -> Result<NarHash, Error> {
     let want = parse_sha256(expected)?;
-    let got = nar_hash(path)?;
+    let got = nar_hash_tapped(path, tap)?;
     if got.sha256 != want {
         return Err(Error::Mismatch {
             path: path.to_path_buf(),

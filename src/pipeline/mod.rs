@@ -1,5 +1,6 @@
 //! Pipelines: the YAML spec, its validation into a [`Plan`], the runner and the run report.
 
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod spec;

@@ -79,6 +79,11 @@ pub struct ImageReport {
     pub image_id: Option<String>,
     /// Glance image name.
     pub image_name: Option<String>,
+    /// Bytes of image data sent to the cloud (0 when skipped).
+    pub bytes_sent: u64,
+    /// A failed attempt's candidate could not be deleted: the cloud may hold a half-made,
+    /// hidden image (the error names it).
+    pub cleanup_failed: bool,
     /// Store path of the build.
     pub store_path: Option<String>,
     /// Image file size in bytes.
@@ -100,9 +105,12 @@ pub struct ImageReport {
 }
 
 impl Report {
-    /// Exit code per DESIGN §7: 0 when every image is fine, 1 when one failed.
+    /// Exit code per DESIGN §7: 0 when every image is fine, 1 when one failed, 3 when a
+    /// failed image's cleanup failed too.
     pub fn exit_code(&self) -> u8 {
-        if self.ok {
+        if self.images.iter().any(|i| i.cleanup_failed) {
+            3
+        } else if self.ok {
             0
         } else {
             1

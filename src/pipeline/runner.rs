@@ -3,8 +3,9 @@
 
 use super::report::{rfc3339, ImageReport, ImageStatus, Report, StageReport, StageStatus};
 use super::{Plan, Project};
-use crate::stage::{self, Artifact, Context, Outcome, Stage};
+use crate::stage::{self, Artifact, Context, Outcome};
 use futures::stream::{self, StreamExt};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// How a run behaves.
@@ -12,6 +13,20 @@ use std::time::Instant;
 pub struct RunOptions {
     /// Run only what has no side effect; describe the rest.
     pub dry_run: bool,
+    /// Where runs keep their working files; this run uses a fresh directory inside it.
+    pub run_dir: PathBuf,
+    /// Keep the build outputs' GC roots after the run (otherwise they are removed, so the
+    /// next `nix-collect-garbage` may reclaim the images).
+    pub keep_outputs: bool,
+    /// Draw progress bars instead of log lines.
+    pub progress_bars: bool,
+}
+
+/// The directory of one run: `<run_dir>/<UTC start>-<pipeline>-<pid>`.
+fn this_run_dir(opts: &RunOptions, plan: &Plan, started: time::OffsetDateTime) -> PathBuf {
+    let stamp = rfc3339(started).replace([':', '-'], "");
+    opts.run_dir
+        .join(format!("{stamp}-{}-{}", plan.pipeline, std::process::id()))
 }
 
 /// The error chain of `err` as one line: "outer: inner: root cause".
@@ -27,14 +42,23 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Run `plan` over its profiles and report what happened.
-pub async fn run(plan: &Plan, project: &Project, opts: &RunOptions) -> Report {
+pub async fn run(
+    plan: &Plan,
+    project: &Project,
+    glance: Option<&crate::glance::Glance>,
+    opts: &RunOptions,
+) -> Report {
     let started = time::OffsetDateTime::now_utc();
+    let run_dir = this_run_dir(opts, plan, started);
     let ctx = Context {
         plan,
         policy: &project.policy,
         root: &project.root,
         dry_run: opts.dry_run,
         started_at: started,
+        gc_roots: run_dir.join("gc-roots"),
+        glance,
+        progress_bars: opts.progress_bars,
     };
     let mut images: Vec<(usize, ImageReport)> = stream::iter(plan.profiles.iter().enumerate())
         .map(|(i, profile)| {
@@ -45,6 +69,26 @@ pub async fn run(plan: &Plan, project: &Project, opts: &RunOptions) -> Report {
         .collect()
         .await;
     images.sort_by_key(|(i, _)| *i);
+    if opts.keep_outputs {
+        if ctx.gc_roots.exists() {
+            tracing::info!(
+                "build outputs kept alive by the GC roots in {}",
+                ctx.gc_roots.display()
+            );
+        }
+    } else {
+        // Removing the out-links ends the GC roots; the directory is ours alone.
+        if let Err(e) = std::fs::remove_dir_all(&ctx.gc_roots) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "could not remove the GC roots in {}: {e}",
+                    ctx.gc_roots.display()
+                );
+            }
+        }
+        // Leaves the run directory when something else (a serial log) is still in it.
+        let _ = std::fs::remove_dir(&run_dir);
+    }
     let images: Vec<ImageReport> = images.into_iter().map(|(_, r)| r).collect();
     Report {
         pipeline: plan.pipeline.clone(),
@@ -61,6 +105,7 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
     let profile = artifact.profile.name.clone();
     let mut stages = Vec::new();
     let mut error = None;
+    let mut cleanup_failed = false;
     for stage in &ctx.plan.stages {
         if error.is_some() {
             stages.push(StageReport {
@@ -78,6 +123,7 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
             Ok(Outcome::Done(note)) => (StageStatus::Ok, note),
             Ok(Outcome::Skipped(note)) => (StageStatus::Skipped, Some(note)),
             Err(e) => {
+                cleanup_failed |= matches!(&e, stage::Error::Upload(u) if u.cleanup_failed());
                 let chain = error_chain(&e);
                 tracing::error!("{profile}: {chain}");
                 error = Some(chain);
@@ -103,31 +149,34 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
         ImageStatus::Failed
     } else if ctx.dry_run {
         ImageStatus::Planned
-    } else if ctx
-        .plan
-        .stages
-        .iter()
-        .any(|s| matches!(s, Stage::Upload(_)))
-    {
-        ImageStatus::Published
     } else {
-        ImageStatus::Verified
+        match &artifact.published {
+            Some(p) if p.skipped => ImageStatus::Skipped,
+            Some(_) => ImageStatus::Published,
+            None => ImageStatus::Verified,
+        }
     };
     let (properties, tags) = match &artifact.properties {
         Some(t) => (t.properties.clone(), t.tags.clone()),
         None => Default::default(),
     };
+    let digests = artifact.verified.as_ref().map(|v| &v.digests);
     ImageReport {
+        image_name: Some(ctx.plan.image_name(&profile)),
         profile,
         status,
         firmware: artifact.profile.boot,
-        image_id: None,
-        image_name: None,
-        store_path: None,
-        size: None,
-        sha256: None,
-        sha512: None,
-        md5: None,
+        image_id: artifact.published.as_ref().map(|p| p.image_id.clone()),
+        bytes_sent: artifact.published.as_ref().map_or(0, |p| p.bytes_sent),
+        cleanup_failed,
+        store_path: artifact
+            .build
+            .as_ref()
+            .map(|b| b.store_path.as_str().to_string()),
+        size: digests.map(|d| d.size),
+        sha256: digests.map(|d| d.sha256.clone()),
+        sha512: digests.map(|d| d.sha512.clone()),
+        md5: digests.map(|d| d.md5.clone()),
         properties,
         tags,
         stages,

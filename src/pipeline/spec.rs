@@ -150,12 +150,12 @@ pub struct BuildOptions {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadMethod {
-    /// `PUT /v2/images/{id}/file`.
+    /// `PUT /v2/images/{id}/file`: the bytes are stored as they arrive, hashed once by Glance.
+    #[default]
     Direct,
     /// `PUT /v2/images/{id}/stage` then a `glance-direct` import.
     Import,
-    /// `import` when the cloud offers glance-direct, else `direct`.
-    #[default]
+    /// `import` when the cloud offers glance-direct (`GET /v2/info/import`), else `direct`.
     Auto,
 }
 
@@ -174,7 +174,15 @@ pub struct UploadOptions {
     pub timeout: Option<u64>,
     /// Glance visibility of published images (default `private`).
     #[serde(default)]
-    pub visibility: Option<String>,
+    pub visibility: Option<crate::glance::Visibility>,
+    /// Attempts at publishing when Glance fails transiently (5xx, 429, connection lost),
+    /// each on a fresh candidate because Glance cannot resume an upload (default 3).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Seconds to keep trying to delete a failed candidate before giving up with exit code 3
+    /// (default 120: long enough for a restarted Glance to come back).
+    #[serde(default)]
+    pub cleanup_timeout: Option<u64>,
 }
 
 /// Stage names that take an options map.

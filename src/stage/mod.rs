@@ -5,16 +5,21 @@
 //! the [`Artifact`]. The needs/provides table is what validation checks at load time, so a
 //! stage never meets an empty slot at run time.
 
+pub mod build;
 pub mod evaluate;
 pub mod tag;
+pub mod upload;
+pub mod verify;
 
 use crate::pipeline::spec::{BuildOptions, StageEntry, StageOptions, UploadOptions};
 use crate::pipeline::Profile;
-use serde::Serialize;
 use std::fmt;
 
+pub use build::Built;
 pub use evaluate::Evaluated;
 pub use tag::Tagging;
+pub use upload::Published;
+pub use verify::Verified;
 
 /// A slot of the artifact, filled by exactly one stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -130,14 +135,20 @@ impl Stage {
 }
 
 /// What a profile's chain has produced so far; each stage fills one slot.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Artifact {
     /// The validated profile.
     pub profile: Profile,
     /// Filled by `evaluate`.
     pub evaluated: Option<Evaluated>,
+    /// Filled by `build`.
+    pub build: Option<Built>,
     /// Filled by `tag`.
     pub properties: Option<Tagging>,
+    /// Filled by `verify`.
+    pub verified: Option<Verified>,
+    /// Filled by `upload`.
+    pub published: Option<Published>,
 }
 
 impl Artifact {
@@ -146,7 +157,10 @@ impl Artifact {
         Artifact {
             profile,
             evaluated: None,
+            build: None,
             properties: None,
+            verified: None,
+            published: None,
         }
     }
 }
@@ -164,6 +178,12 @@ pub struct Context<'a> {
     pub dry_run: bool,
     /// When the run began (generations are named after it).
     pub started_at: time::OffsetDateTime,
+    /// Where this run keeps its GC roots (`<run dir>/gc-roots`).
+    pub gc_roots: std::path::PathBuf,
+    /// The cloud, when the pipeline uploads (authenticated before any build starts).
+    pub glance: Option<&'a crate::glance::Glance>,
+    /// Draw progress bars (stderr is a terminal) instead of periodic log lines.
+    pub progress_bars: bool,
 }
 
 /// How a stage ended when it did not fail.
@@ -181,6 +201,20 @@ pub enum Error {
     /// `evaluate` failed.
     #[error("evaluate failed")]
     Evaluate(#[from] evaluate::Error),
+    /// `build` failed.
+    #[error("build failed")]
+    Build(#[from] build::Error),
+    /// `verify` refused the image.
+    #[error("verify failed")]
+    Verify(#[from] verify::Error),
+    /// `upload` did not publish the image.
+    #[error("upload failed")]
+    Upload(#[from] upload::Error),
+    /// The pipeline uploads but no cloud session was opened.
+    #[error(
+        "stage `upload` has no cloud to publish into: set `cloud:` in the pipeline or pass --cloud"
+    )]
+    NoCloud,
     /// A stage ran before the stage that fills the slot it reads; validation prevents this,
     /// so meeting it is a bug in the pipeline tool, reported rather than panicking.
     #[error("stage `{stage}` found no {slot}: an earlier stage did not run")]
@@ -190,9 +224,6 @@ pub enum Error {
         /// The empty slot.
         slot: Slot,
     },
-    /// The stage exists in pipelines but this build of the tool cannot run it yet.
-    #[error("stage `{0}` is not available in this version of pipeline")]
-    Unavailable(&'static str),
 }
 
 impl crate::pipeline::Plan {
@@ -210,12 +241,43 @@ impl crate::pipeline::Plan {
     }
 }
 
+fn slot<'a, T>(value: &'a Option<T>, stage: &'static str, slot: Slot) -> Result<&'a T, Error> {
+    value.as_ref().ok_or(Error::MissingSlot { stage, slot })
+}
+
+/// Recompute the tagging from every fact known so far (tag may run before or after verify).
+fn retag(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<(), Error> {
+    let ev = slot(&artifact.evaluated, "tag", Slot::Evaluated)?;
+    let build = artifact.build.as_ref();
+    let facts = build.map(|b| tag::BuildFacts {
+        store_path: b.store_path.as_str(),
+        nixos_label: b.image.label.as_deref().unwrap_or(""),
+        generation: &b.generation,
+    });
+    let digests = artifact.verified.as_ref().map(|v| tag::DigestFacts {
+        sha256: &v.digests.sha256,
+        md5: &v.digests.md5,
+    });
+    let tagging = tag::tag(
+        ev,
+        &ctx.plan.pipeline,
+        &ctx.plan.image_name(&ev.profile),
+        facts.as_ref(),
+        digests.as_ref(),
+    );
+    artifact.properties = Some(tagging);
+    Ok(())
+}
+
 /// Run one stage on `artifact`.
 pub async fn run(
     stage: &Stage,
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, Error> {
+    if ctx.dry_run && matches!(stage, Stage::Build(_) | Stage::Verify | Stage::Upload(_)) {
+        return Ok(Outcome::Skipped(describe(stage, artifact, ctx)));
+    }
     match stage {
         Stage::Evaluate => {
             let ev = evaluate::evaluate(&artifact.profile, ctx.policy, ctx.plan, ctx.root)?;
@@ -223,30 +285,102 @@ pub async fn run(
             artifact.evaluated = Some(ev);
             Ok(Outcome::Done(Some(note)))
         }
-        Stage::Tag => {
-            let ev = artifact.evaluated.as_ref().ok_or(Error::MissingSlot {
-                stage: "tag",
-                slot: Slot::Evaluated,
-            })?;
-            let tagging = tag::tag(
-                ev,
-                &ctx.plan.pipeline,
-                &ctx.plan.image_name(&ev.profile),
-                None,
-                None,
-            );
-            let note = format!(
-                "{} properties, {} filled by later stages",
-                tagging.properties.len() + tagging.pending.len(),
-                tagging.pending.len()
-            );
-            artifact.properties = Some(tagging);
+        Stage::Build(options) => {
+            let ev = slot(&artifact.evaluated, "build", Slot::Evaluated)?;
+            let timeout = options
+                .timeout
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(build::DEFAULT_TIMEOUT);
+            let built = build::build(ev, &ctx.gc_roots, timeout, ctx.started_at).await?;
+            let note = format!("{} ({})", built.image.file.display(), built.generation);
+            artifact.build = Some(built);
             Ok(Outcome::Done(Some(note)))
         }
-        Stage::Build(_) | Stage::Verify | Stage::Upload(_) if ctx.dry_run => {
-            Ok(Outcome::Skipped(describe(stage, artifact, ctx)))
+        Stage::Tag => {
+            retag(artifact, ctx)?;
+            let t = slot(&artifact.properties, "tag", Slot::Properties)?;
+            let note = format!("{} properties, {} tags", t.properties.len(), t.tags.len());
+            Ok(Outcome::Done(Some(note)))
         }
-        Stage::Build(_) | Stage::Verify | Stage::Upload(_) => Err(Error::Unavailable(stage.name())),
+        Stage::Verify => {
+            let built = slot(&artifact.build, "verify", Slot::Build)?;
+            let store = verify::StoreOutput {
+                path: built.store_path.as_path().to_path_buf(),
+                nar_hash: built.nar_hash.as_str().to_string(),
+            };
+            let verified =
+                verify::verify(built.image.file.clone(), artifact.profile.boot, Some(store))
+                    .await?;
+            let note = format!(
+                "qcow2 v{}, {} MiB virtual; {}; NAR hash matches; sha512 {}…",
+                verified.qcow2.version,
+                verified.qcow2.virtual_size >> 20,
+                verified.firmware_evidence,
+                &verified.digests.sha512[..16.min(verified.digests.sha512.len())]
+            );
+            artifact.verified = Some(verified);
+            if artifact.properties.is_some() {
+                // The digests complete properties an earlier `tag` left pending.
+                retag(artifact, ctx)?;
+            }
+            Ok(Outcome::Done(Some(note)))
+        }
+        Stage::Upload(options) => {
+            let glance = ctx.glance.ok_or(Error::NoCloud)?;
+            let ev = slot(&artifact.evaluated, "upload", Slot::Evaluated)?;
+            let built = slot(&artifact.build, "upload", Slot::Build)?;
+            let verified = slot(&artifact.verified, "upload", Slot::Verified)?;
+            let tagging = slot(&artifact.properties, "upload", Slot::Properties)?;
+            let name = ctx.plan.image_name(&ev.profile);
+            let up = upload::Upload {
+                profile: &ev.profile,
+                name: &name,
+                generation: &built.generation,
+                store_path: built.store_path.as_str(),
+                file: &verified.file,
+                digests: &verified.digests,
+                virtual_size: verified.qcow2.virtual_size,
+                properties: &tagging.properties,
+                tags: &tagging.tags,
+                min_disk: ev.min_disk,
+                min_ram: ev.min_ram,
+                options,
+            };
+            let progress = upload::Progress::default();
+            let ticker = crate::pipeline::progress::start(
+                &ev.profile,
+                verified.digests.size,
+                progress.clone(),
+                ctx.progress_bars,
+            );
+            let result = upload::publish(glance, &up, &progress).await;
+            ticker.finish();
+            let published = result?;
+            let note = if published.skipped {
+                format!(
+                    "{} already current with the same build; nothing sent",
+                    published.image_id
+                )
+            } else {
+                format!(
+                    "{} is current ({} bytes sent{}{})",
+                    published.image_id,
+                    published.bytes_sent,
+                    published
+                        .replaced
+                        .as_ref()
+                        .map(|r| format!(", replaced {r}"))
+                        .unwrap_or_default(),
+                    if published.attempts > 1 {
+                        format!(", {} attempts", published.attempts)
+                    } else {
+                        String::new()
+                    }
+                )
+            };
+            artifact.published = Some(published);
+            Ok(Outcome::Done(Some(note)))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 mod cli;
+mod glance;
 mod image;
 mod nix;
 mod prod_flake;

@@ -1,0 +1,88 @@
+//! `pipeline verify FILE --profile P`: the verify stage on any local image file.
+
+use crate::cli::VerifyArgs;
+use anyhow::Context as _;
+use hephaestus::nix::{self, StorePath};
+use hephaestus::stage::verify::{self, StoreOutput};
+use std::path::Path;
+
+/// Run `pipeline verify`.
+pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<u8> {
+    let project = super::load_project(root)?;
+    let profile = project.profiles.get(&args.profile).ok_or_else(|| {
+        super::UsageError(format!(
+            "--profile {}: no such profile (known: {})",
+            args.profile,
+            project
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if !args.file.is_file() {
+        return Err(super::UsageError(format!("{}: no such file", args.file.display())).into());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let store = match verify::store_output_of(&args.file) {
+        Some(out) => {
+            let path = StorePath::new(out.display().to_string())?;
+            let info = runtime
+                .block_on(nix::path_info(&path))
+                .context("cannot read the registered NAR hash of the store output")?;
+            Some(StoreOutput {
+                path: out,
+                nar_hash: info.nar_hash.as_str().to_string(),
+            })
+        }
+        None => None,
+    };
+    let file = args.file.canonicalize()?;
+    // A refused image is exit code 1 (the image failed), not 2: the command line was fine.
+    let verified = runtime
+        .block_on(verify::verify(file, profile.boot, store))
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "{} is not fit to publish as `{}` ({})",
+                args.file.display(),
+                profile.name,
+                profile.boot
+            ))
+        })?;
+    if args.json {
+        super::print_json(&verified)?;
+    }
+    let d = &verified.digests;
+    eprintln!(
+        "{}: ok for `{}` ({})",
+        args.file.display(),
+        profile.name,
+        profile.boot
+    );
+    eprintln!(
+        "  qcow2 v{}, virtual size {} bytes, cluster size {} bytes{}",
+        verified.qcow2.version,
+        verified.qcow2.virtual_size,
+        verified.qcow2.cluster_size,
+        if verified.qcow2.compressed {
+            ", compressed clusters"
+        } else {
+            ""
+        }
+    );
+    eprintln!("  firmware: {}", verified.firmware_evidence);
+    eprintln!(
+        "  store: {}",
+        if verified.nar_checked {
+            "NAR hash of the store output matches Nix's registered narHash"
+        } else {
+            "not in the Nix store (NAR check not applicable)"
+        }
+    );
+    eprintln!("  size   {}", d.size);
+    eprintln!("  md5    {}", d.md5);
+    eprintln!("  sha256 {}", d.sha256);
+    eprintln!("  sha512 {}", d.sha512);
+    Ok(0)
+}

@@ -1,0 +1,363 @@
+//! Choosing a cloud and opening an authenticated osauth session on it, from `clouds.yaml`
+//! (`--cloud`, `OS_CLOUD`, `OS_CLIENT_CONFIG_FILE`) or from `OS_*` variables.
+//!
+//! osauth 0.5 only looks for `clouds.yaml` in the current directory, `~/.config/openstack`
+//! and `/etc/openstack`, and ignores `OS_CLIENT_CONFIG_FILE`. So the file is found and read
+//! here and its entry handed to osauth as a [`CloudConfig`]; osauth still does the
+//! authentication, token refresh and catalog lookup. `secure.yaml` and `clouds-public.yaml`
+//! profiles are not merged.
+//!
+//! A cloud entry may set openstacksdk's `image_endpoint_override`: Glance is then reached at
+//! that URL instead of the catalog's image endpoint, while the token still comes from
+//! Keystone. It serves clouds whose catalog names an address the client cannot reach, and
+//! the fault-injection tests, which put a proxy in front of Glance. osauth applies any
+//! `<service>_endpoint_override` key itself; this module checks the value first so that a bad
+//! one is a configuration error naming the file and the cloud.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use osauth::CloudConfig;
+
+use super::api::Glance;
+use super::error::Error;
+
+/// Where process settings come from; injected so cloud selection is testable.
+pub trait Env {
+    /// An environment variable, `None` when unset or empty.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The user's home directory.
+    fn home_dir(&self) -> Option<PathBuf>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+
+    fn home_dir(&self) -> Option<PathBuf> {
+        self.var("HOME").map(PathBuf::from)
+    }
+}
+
+/// The cloud to talk to, decided before any file is parsed or request sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloudChoice {
+    /// An entry of a `clouds.yaml` file.
+    Named {
+        /// The entry's name.
+        name: String,
+        /// The file holding it.
+        file: PathBuf,
+    },
+    /// `OS_AUTH_URL`, `OS_USERNAME`, ... from the environment.
+    Environment,
+}
+
+impl CloudChoice {
+    /// How messages name this cloud.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Named { name, .. } => name.clone(),
+            Self::Environment => "from OS_* environment".to_owned(),
+        }
+    }
+}
+
+/// Decides which cloud to use: `explicit` (`--cloud`), else `OS_CLOUD`, both looked up in
+/// `clouds.yaml`; else the `OS_*` variables when `OS_AUTH_URL` is set.
+pub fn choose_cloud(explicit: Option<&str>, env: &impl Env) -> Result<CloudChoice, Error> {
+    let name = explicit
+        .map(str::to_owned)
+        .filter(|n| !n.is_empty())
+        .or_else(|| env.var("OS_CLOUD"));
+    if let Some(name) = name {
+        let file = find_clouds_yaml(env)?;
+        return Ok(CloudChoice::Named { name, file });
+    }
+    if env.var("OS_AUTH_URL").is_some() {
+        return Ok(CloudChoice::Environment);
+    }
+    Err(Error::Config {
+        message: "no cloud selected: pass --cloud NAME or set OS_CLOUD (a clouds.yaml entry), \
+                  or set OS_AUTH_URL and the other OS_* variables"
+            .to_owned(),
+    })
+}
+
+/// `OS_CLIENT_CONFIG_FILE` when set (it must exist), else the first of `./clouds.yaml`,
+/// `~/.config/openstack/clouds.yaml`, `/etc/openstack/clouds.yaml` that exists.
+pub fn find_clouds_yaml(env: &impl Env) -> Result<PathBuf, Error> {
+    if let Some(file) = env.var("OS_CLIENT_CONFIG_FILE") {
+        let file = PathBuf::from(file);
+        if file.is_file() {
+            return Ok(file);
+        }
+        return Err(Error::Config {
+            message: format!(
+                "OS_CLIENT_CONFIG_FILE names {}, which does not exist (for the local clouds: make cloud-up)",
+                file.display()
+            ),
+        });
+    }
+    let mut candidates = vec![PathBuf::from("clouds.yaml")];
+    if let Some(home) = env.home_dir() {
+        candidates.push(home.join(".config/openstack/clouds.yaml"));
+    }
+    candidates.push(PathBuf::from("/etc/openstack/clouds.yaml"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| Error::Config {
+            message: format!(
+                "no clouds.yaml found (looked at OS_CLIENT_CONFIG_FILE, {})",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+#[derive(serde::Deserialize)]
+struct CloudsFile {
+    clouds: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parses the text of a `clouds.yaml` and returns the entry `name` as osauth's config.
+/// `path` only names the file in messages. Messages never quote values (they hold passwords).
+pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<CloudConfig, Error> {
+    let file: CloudsFile = serde_saphyr::from_str(text).map_err(|e| Error::Config {
+        message: format!(
+            "{}: not a clouds.yaml with a `clouds` mapping: {e}",
+            path.display()
+        ),
+    })?;
+    let Some(entry) = file.clouds.get(name) else {
+        return Err(Error::Config {
+            message: format!(
+                "{}: no cloud named {name} (it has: {})",
+                path.display(),
+                file.clouds.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    };
+    check_image_endpoint_override(entry, name, path)?;
+    serde_json::from_value(entry.clone()).map_err(|e| Error::Config {
+        message: format!("{}: cloud {name} is not a valid entry: {e}", path.display()),
+    })
+}
+
+/// The clouds.yaml key (openstacksdk's) that replaces the catalog's image endpoint.
+pub const IMAGE_ENDPOINT_OVERRIDE: &str = "image_endpoint_override";
+
+/// Checks `image_endpoint_override` of a cloud entry, when present: an http(s) URL. Its
+/// value is quoted in the message (an endpoint is not a secret; the rest of the entry is
+/// never quoted).
+fn check_image_endpoint_override(
+    entry: &serde_json::Value,
+    name: &str,
+    path: &Path,
+) -> Result<(), Error> {
+    let Some(value) = entry.get(IMAGE_ENDPOINT_OVERRIDE) else {
+        return Ok(());
+    };
+    let bad = |why: String| Error::Config {
+        message: format!(
+            "{}: cloud {name}: {IMAGE_ENDPOINT_OVERRIDE} {why}",
+            path.display()
+        ),
+    };
+    let text = value
+        .as_str()
+        .ok_or_else(|| bad(format!("must be a URL string, found {value}")))?;
+    let url = reqwest::Url::parse(text).map_err(|e| bad(format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(bad(format!("`{text}` is not an http(s) URL")));
+    }
+    tracing::debug!(cloud = name, endpoint = text, "image endpoint overridden");
+    Ok(())
+}
+
+/// Loads the osauth configuration of a chosen cloud.
+pub fn load_cloud_config(choice: &CloudChoice) -> Result<CloudConfig, Error> {
+    match choice {
+        CloudChoice::Named { name, file } => {
+            let text = std::fs::read_to_string(file).map_err(|source| Error::ReadConfig {
+                path: file.clone(),
+                source,
+            })?;
+            parse_clouds_yaml(&text, name, file)
+        }
+        CloudChoice::Environment => CloudConfig::from_env().map_err(|e| Error::Config {
+            message: format!("the OS_* environment does not describe a cloud: {e}"),
+        }),
+    }
+}
+
+/// Chooses a cloud as [`choose_cloud`] does with the process environment, authenticates
+/// and finds its image endpoint.
+pub async fn connect(explicit_cloud: Option<&str>) -> Result<Glance, Error> {
+    connect_to(&choose_cloud(explicit_cloud, &ProcessEnv)?).await
+}
+
+/// Authenticates to a chosen cloud and finds its image endpoint.
+pub async fn connect_to(choice: &CloudChoice) -> Result<Glance, Error> {
+    let config = load_cloud_config(choice)?;
+    let label = choice.label();
+    let session = config
+        .create_session()
+        .await
+        .map_err(|source| Error::Connect {
+            cloud: label.clone(),
+            source,
+        })?;
+    let endpoint = session
+        .get_endpoint(osauth::services::IMAGE, std::iter::empty::<&str>())
+        .await
+        .map_err(|source| Error::Connect {
+            cloud: label.clone(),
+            source,
+        })?;
+    Glance::new(label, session, &endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, String>, Option<PathBuf>);
+
+    impl Env for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+        fn home_dir(&self) -> Option<PathBuf> {
+            self.1.clone()
+        }
+    }
+
+    fn clouds_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clouds.yaml");
+        std::fs::write(&path, CLOUDS).unwrap();
+        (dir, path)
+    }
+
+    const CLOUDS: &str = "clouds:\n  local:\n    auth:\n      auth_url: http://127.0.0.1:15000/v3\n      \
+        username: publisher\n      password: s3cret-word\n      project_name: hephaestus\n      \
+        user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n    \
+        interface: public\n    identity_api_version: 3\n";
+
+    #[test]
+    fn explicit_cloud_wins_over_os_cloud_and_config_file_is_honoured() {
+        let (_dir, path) = clouds_file();
+        let env = FakeEnv(
+            HashMap::from([
+                ("OS_CLOUD", "other".to_owned()),
+                ("OS_CLIENT_CONFIG_FILE", path.display().to_string()),
+            ]),
+            None,
+        );
+        let choice = choose_cloud(Some("local"), &env).unwrap();
+        assert_eq!(
+            choice,
+            CloudChoice::Named {
+                name: "local".into(),
+                file: path.clone()
+            }
+        );
+        let choice = choose_cloud(None, &env).unwrap();
+        assert_eq!(
+            choice,
+            CloudChoice::Named {
+                name: "other".into(),
+                file: path
+            }
+        );
+    }
+
+    #[test]
+    fn environment_is_the_fallback_and_nothing_is_an_error() {
+        let env = FakeEnv(
+            HashMap::from([("OS_AUTH_URL", "http://k/v3".to_owned())]),
+            None,
+        );
+        assert_eq!(choose_cloud(None, &env).unwrap(), CloudChoice::Environment);
+        let none = FakeEnv(HashMap::new(), None);
+        assert!(choose_cloud(None, &none)
+            .unwrap_err()
+            .to_string()
+            .contains("no cloud selected"));
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let env = FakeEnv(
+            HashMap::from([(
+                "OS_CLIENT_CONFIG_FILE",
+                "/nonexistent/clouds.yaml".to_owned(),
+            )]),
+            None,
+        );
+        let err = choose_cloud(Some("local"), &env).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/clouds.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn entry_is_parsed_and_unknown_names_list_the_known_ones_without_secrets() {
+        let path = Path::new("clouds.yaml");
+        parse_clouds_yaml(CLOUDS, "local", path).unwrap();
+        let err = parse_clouds_yaml(CLOUDS, "prod", path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no cloud named prod (it has: local)"), "{err}");
+        assert!(!err.contains("s3cret"));
+    }
+
+    #[test]
+    fn image_endpoint_override_is_kept_for_osauth_and_a_bad_one_is_named() {
+        let path = Path::new("clouds.yaml");
+        let with = |value: &str| {
+            CLOUDS.replace(
+                "    identity_api_version: 3\n",
+                &format!("    identity_api_version: 3\n    image_endpoint_override: {value}\n"),
+            )
+        };
+        // osauth turns every `<service>_endpoint_override` it is handed into a session
+        // override; what it is handed must therefore still hold the key.
+        let config = parse_clouds_yaml(&with("http://127.0.0.1:40123"), "local", path).unwrap();
+        let handed = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            handed[IMAGE_ENDPOINT_OVERRIDE].as_str(),
+            Some("http://127.0.0.1:40123"),
+            "{handed}"
+        );
+
+        for (value, says) in [
+            ("not a url", "is not a URL"),
+            ("ftp://127.0.0.1/", "is not an http(s) URL"),
+            ("[1, 2]", "must be a URL string"),
+        ] {
+            let err = parse_clouds_yaml(&with(value), "local", path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("clouds.yaml: cloud local: image_endpoint_override"),
+                "{err}"
+            );
+            assert!(err.contains(says), "{value}: {err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `build`: `nix build` of the profile's image, kept alive by a GC root in the run directory,
+//! then the image file and Nix's registered NAR hash of the output.
+
+use super::Evaluated;
+use crate::firmware::Boot;
+use crate::nix::{self, ImageInfo, NarHash, StorePath};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default `build` timeout: a cold NixOS image build on a small builder takes tens of minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Why a build did not produce a usable image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nix failed, or its output could not be understood.
+    #[error("building {installable} failed")]
+    Nix {
+        /// What was built.
+        installable: String,
+        /// The cause (argv, status and stderr tail for a failed command).
+        #[source]
+        source: nix::Error,
+    },
+    /// The output describes an image for other firmware than the profile's.
+    #[error(
+        "the flake built a {declared} image for `{profile}`, whose profile says boot: {expected}; \
+         fix the image's partitionTableType / boot_mode in the flake or the profile's `boot:`"
+    )]
+    DeclaredFirmware {
+        /// Profile name.
+        profile: String,
+        /// What `image-info.json` says.
+        declared: Boot,
+        /// What the profile says.
+        expected: Boot,
+    },
+    /// The run directory could not be prepared.
+    #[error("cannot create the GC root directory {}", path.display())]
+    RunDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built image: the output, the file inside it and what Nix registered about it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The output's store path.
+    pub store_path: StorePath,
+    /// The out-link (GC root) in the run directory.
+    pub gc_root: PathBuf,
+    /// Where the image is inside the output, and what the output says about it.
+    pub image: ImageInfo,
+    /// Nix's registered hash of the output's NAR serialisation.
+    pub nar_hash: NarHash,
+    /// Size of that NAR serialisation.
+    pub nar_size: u64,
+    /// `{UTC yyyymmddHHMM}-{hash prefix}`, named after the run's start.
+    pub generation: String,
+}
+
+/// Build `ev`'s image; the GC root goes to `gc_roots/<profile>`.
+pub async fn build(
+    ev: &Evaluated,
+    gc_roots: &Path,
+    timeout: Duration,
+    started_at: time::OffsetDateTime,
+) -> Result<Built, Error> {
+    let fail = |source| Error::Nix {
+        installable: ev.installable.clone(),
+        source,
+    };
+    std::fs::create_dir_all(gc_roots).map_err(|source| Error::RunDir {
+        path: gc_roots.to_path_buf(),
+        source,
+    })?;
+    let gc_root = gc_roots.join(&ev.profile);
+    let out = nix::build(&ev.installable, &gc_root, timeout)
+        .await
+        .map_err(fail)?;
+    let image = nix::read_image_info(&gc_root).map_err(fail)?;
+    if let Some(declared) = image.boot_mode.map(Boot::from) {
+        if declared != ev.boot {
+            return Err(Error::DeclaredFirmware {
+                profile: ev.profile.clone(),
+                declared,
+                expected: ev.boot,
+            });
+        }
+    }
+    let info = nix::path_info(&out.out).await.map_err(fail)?;
+    let generation = super::tag::generation(started_at, out.out.as_str());
+    Ok(Built {
+        store_path: out.out,
+        gc_root,
+        image,
+        nar_hash: info.nar_hash,
+        nar_size: info.nar_size,
+        generation,
+    })
+}
