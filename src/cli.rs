@@ -71,6 +71,26 @@ pub enum Command {
         after_help = "Examples:\n  pipeline verify result/nixos.qcow2 --profile lucy\n  pipeline verify ./sunraku.qcow2 --profile sunraku --json"
     )]
     Verify(VerifyArgs),
+
+    /// Show, per profile, the current image and the kept generations in a cloud.
+    #[command(
+        after_help = "Examples:\n  pipeline images --cloud staging\n  pipeline images --cloud production --profile sunraku --json"
+    )]
+    Images(ImagesArgs),
+}
+
+/// `pipeline images`
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Only these profiles (repeatable).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `pipeline verify`

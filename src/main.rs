@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Plan(a) => command::plan::run(&cli.root, a),
         cli::Command::Run(a) => command::run::run(&cli.root, a),
         cli::Command::Verify(a) => command::verify::run(&cli.root, a),
+        cli::Command::Images(a) => command::images::run(&cli.root, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -45,6 +46,7 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }

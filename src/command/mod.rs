@@ -1,6 +1,7 @@
 //! The subcommands, one file each; the only code besides `main` that uses `anyhow`, adding
 //! context at the edge and choosing exit codes.
 
+pub mod images;
 pub mod list;
 pub mod plan;
 pub mod run;

@@ -9,7 +9,7 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 
 /// Open the cloud session; refused credentials or configuration are exit code 2.
-async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
+pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
     match glance::connect(cloud).await {
         Ok(g) => Ok(g),
         Err(e)
