@@ -7,11 +7,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PIPELINE := target/debug/pipeline
 
-# Pieces that own their own targets: Nix (offline settings, exported to every recipe),
-# the local Keystone + Glance clouds, and the production flake's offline checks.
+# Pieces that own their own targets: Nix (offline settings, exported to every recipe), the
+# local Keystone + Glance clouds, QEMU for the boot check, the production flake's offline
+# checks, and the benchmarks.
 include mk/nix.mk
 include mk/cloud.mk
+include mk/boot.mk
 include mk/flake.mk
+include mk/bench.mk
 
 .PHONY: help install-deps build lint test demo clean
 
@@ -19,8 +22,8 @@ include mk/flake.mk
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## install-deps: install what a fresh Debian machine lacks (idempotent; root + apt)
-install-deps: install-nix
+## install-deps: install what a fresh Debian machine lacks (idempotent; root + apt + PyPI)
+install-deps: install-nix install-boot cloud-install
 
 ## build: compile the pipeline tool (debug profile, shared by tests and demo)
 build:
@@ -31,17 +34,25 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## test: lint, then every unit and integration test
+## test: lint, the flake checks, then every unit and integration test against the local clouds
 test: install-deps lint build check-flake
-	$(CARGO) test --locked
+	@$(MAKE) --no-print-directory cloud-up
+	@export OS_CLIENT_CONFIG_FILE='$(CLOUD_DIR)/clouds.yaml'; \
+	$(CARGO) test --locked; rc=$$?; \
+	$(MAKE) --no-print-directory cloud-down; exit $$rc
 
-## demo: list, validate and plan publish-all
+## demo: publish the five fixture images into the local cloud, show them, stop the cloud
 demo: install-deps build
-	$(PIPELINE) list
-	$(PIPELINE) validate
-	$(PIPELINE) plan publish-all
+	@$(MAKE) --no-print-directory cloud-up
+	@export OS_CLIENT_CONFIG_FILE='$(CLOUD_DIR)/clouds.yaml'; \
+	trap '$(MAKE) --no-print-directory cloud-down' EXIT; set -e; \
+	set -x; \
+	$(PIPELINE) list; \
+	$(PIPELINE) validate; \
+	$(PIPELINE) run publish-all --cloud local --flake fixtures/flake; \
+	$(PIPELINE) images --cloud local
 
-## clean: remove build output and run state
-clean:
+## clean: remove build output and run state (stops the local clouds first)
+clean: cloud-down
 	$(CARGO) clean
 	rm -rf .run

@@ -72,11 +72,149 @@ pub enum Command {
     )]
     Verify(VerifyArgs),
 
+    /// Boot one image file under QEMU with the firmware of a profile, as the boot-check stage
+    /// does: a static pre-check, then pass on the boot marker on the serial console.
+    #[command(
+        after_help = "Examples:\n  pipeline boot-check result/nixos.qcow2 --profile lucy\n  pipeline boot-check ./sunraku.qcow2 --profile sunraku --accel tcg --timeout 120\n\nThe default marker is a `login:` prompt or a line `HEPHAESTUS-BOOT-OK <profile>`.\nUnder software emulation (TCG) a NixOS image takes about 45-120 s to its login prompt."
+    )]
+    BootCheck(BootCheckArgs),
+
+    /// Copy each profile's current image from one cloud into another (staging → production),
+    /// check the copy's hashes, and make it current there.
+    #[command(
+        after_help = "Examples:\n  pipeline promote --from staging --to production --require-tag tested\n  pipeline promote --from staging --to production --profile sunraku --generation 202611261200-0a1b2c3d"
+    )]
+    Promote(PromoteArgs),
+
     /// Show, per profile, the current image and the kept generations in a cloud.
     #[command(
         after_help = "Examples:\n  pipeline images --cloud staging\n  pipeline images --cloud production --profile sunraku --json"
     )]
     Images(ImagesArgs),
+
+    /// Make an earlier generation of a profile current again (the `previous` one, or the one
+    /// named by --to); the image it replaces is hidden and kept, tagged `rolled-back`.
+    #[command(
+        after_help = "Examples:\n  pipeline rollback lucy --cloud production\n  pipeline rollback sunraku --cloud staging --to 202611261200-0a1b2c3d\n  pipeline rollback lucy --cloud staging --name hephaestus-{profile} --json"
+    )]
+    Rollback(RollbackArgs),
+
+    /// Delete old generations: keep the N newest per profile and name (the current one
+    /// counting), never the current or previous one, a protected image or one tagged `keep`.
+    #[command(
+        after_help = "Examples:\n  pipeline prune --cloud staging --dry-run\n  pipeline prune --cloud production --profile lucy --keep 5\n  pipeline prune --cloud staging --name hephaestus-{profile} --json"
+    )]
+    Prune(PruneArgs),
+}
+
+/// `pipeline rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The profile to roll back.
+    #[arg(value_name = "PROFILE")]
+    pub profile: String,
+    /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Make this generation (`hephaestus_generation`) current instead of the previous one.
+    #[arg(long, value_name = "GENERATION")]
+    pub to: Option<String>,
+    /// Stable image name; `{profile}` is replaced (default: the name of the profile's
+    /// current image).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipeline prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Only these profiles (repeatable; default every profile with images in the cloud).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Generations to keep per profile and name, the current one included.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// Only the images of this stable name; `{profile}` is replaced (default: every name
+    /// the profile's images carry).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// List what would be deleted, with the reason; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipeline boot-check`
+#[derive(Debug, Args)]
+pub struct BootCheckArgs {
+    /// The image file (qcow2).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The profile whose firmware to boot with.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: String,
+    /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Regex a console line must match; `{profile}` is replaced.
+    #[arg(long, value_name = "REGEX")]
+    pub marker: Option<String>,
+    /// Guest memory in MiB (default 1024).
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u32>,
+    /// Accelerator: tcg, kvm, or auto (KVM only if a probe boot under KVM works).
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<hephaestus::boot::Accel>,
+    /// Where the serial log is kept (default: ROOT/.run).
+    #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pipeline promote`
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// clouds.yaml entry to copy from.
+    #[arg(long, value_name = "CLOUD")]
+    pub from: String,
+    /// clouds.yaml entry to copy into.
+    #[arg(long, value_name = "CLOUD")]
+    pub to: String,
+    /// Only these profiles (repeatable; default all).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Promote this generation (`hephaestus_generation`) instead of the current image.
+    #[arg(long, value_name = "GENERATION")]
+    pub generation: Option<String>,
+    /// Refuse images that lack this tag (set by CI once an image passed its tests).
+    #[arg(long, value_name = "TAG")]
+    pub require_tag: Option<String>,
+    /// Stable image name; `{profile}` is replaced (default `hephaestus-{profile}`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Say what would be copied; copy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Seconds to wait for another run publishing into the target cloud (0: do not wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub lock_timeout: u64,
 }
 
 /// `pipeline images`
@@ -172,7 +310,10 @@ pub struct RunArgs {
     /// Keep the GC roots of the built images after the run (under the run directory).
     #[arg(long)]
     pub keep_outputs: bool,
-    /// Where runs keep GC roots and logs (default: ROOT/.run).
+    /// Where runs keep GC roots, logs and locks (default: ROOT/.run).
     #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Seconds to wait for another run publishing into the same cloud (0: do not wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub lock_timeout: u64,
 }

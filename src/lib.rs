@@ -8,6 +8,7 @@ pub mod boot;
 pub mod firmware;
 pub mod glance;
 pub mod image;
+pub mod lifecycle;
 pub mod nix;
 pub mod pipeline;
 pub mod stage;

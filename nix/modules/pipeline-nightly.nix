@@ -121,6 +121,10 @@ in
           cfg.cloud
           "--report"
           "${stateDir}/last-run.json"
+          # GC roots, serial logs and the per-cloud run lock: the root is read-only here, and
+          # the daemon must see the out-links (see TMPDIR above).
+          "--run-dir"
+          "/run/${name}"
         ] ++ cfg.extraArgs);
         WorkingDirectory = cfg.root;
         LoadCredential = [ "clouds.yaml:${cfg.cloudsYaml}" ];

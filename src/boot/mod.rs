@@ -1,1 +1,598 @@
-//! Reserved for the boot module; it arrives with its issue.
+//! Boot proof: boots the exact image under QEMU with the firmware it will be tagged with, and
+//! passes only when the guest prints a marker on its serial console. The only code that runs
+//! QEMU.
+//!
+//! # Public API
+//! - [`precheck`]`(image, boot) -> Result<(), Error>`: static, reads the qcow2 through
+//!   [`crate::image::reader::GuestReader`]; bios needs MBR boot code, uefi needs an EFI System
+//!   Partition holding `\EFI\BOOT\BOOTX64.EFI` ([`fat`] reads its FAT12/16/32 directory).
+//! - [`boot_check`]`(image, boot, &`[`BootOptions`]`, run_dir).await -> Result<`[`BootReport`]`, Error>`:
+//!   runs [`precheck`] first (unless [`BootOptions::precheck`] is off), takes the image's
+//!   sha256, boots it, and checks the sha256 again afterwards.
+//!
+//! # What QEMU is asked to do, and why (measured on Debian 12, 2 cores, no usable KVM)
+//! - uefi: OVMF (from QEMU's firmware descriptors, the plain non-Secure-Boot build) on
+//!   `-machine q35`, with a fresh copy of the NVRAM template per run: like a new Nova
+//!   instance it has no boot entries, so only the removable path `\EFI\BOOT\BOOTX64.EFI` boots.
+//! - bios: SeaBIOS on `-machine pc,graphics=off` (without `graphics=off` SeaBIOS says nothing
+//!   on the serial port, not even "No bootable device").
+//! - The disk is opened with `snapshot=on` (the image must not change; root could write a
+//!   store path), `bootindex=0 -boot strict=on`, and `-nic none`: with a NIC, OVMF tries PXE
+//!   and HTTP boot for minutes before showing a failure.
+//! - The result is read from the serial log only: QEMU's exit code is 0 after a power-off, a
+//!   panic under `-no-reboot` and a SIGTERM alike. Pass on the marker; fail at once on the
+//!   firmware's own failure messages ([`serial::FAILURE_PATTERNS`]: no bootable device, the
+//!   UEFI shell, Access Denied, `grub rescue>`, kernel panic, emergency mode); fail when QEMU
+//!   exits without the marker or at the timeout. QEMU is always killed by its pid and reaped.
+//! - Markers get echoed: the UEFI shell echoes commands and the kernel logs its command line,
+//!   so a marker must be text the guest computes (the fixtures print `HEPHAESTUS-BOOT-OK
+//!   <profile>` from XOR-ed bytes or GRUB variables) or a `login:` prompt at a line start.
+//!
+//! # Timings (TCG, 2 host cores)
+//! OVMF takes about 4.3 s to initialise: a fixture's GRUB prints its marker after 4.5–5.5 s;
+//! SeaBIOS reaches the MBR in 0.2 s. A systemd Debian reached multi-user in about 35 s; real
+//! NixOS images are expected at 45–120 s to their `login:` prompt, hence the 300 s default
+//! timeout under TCG (60 s under KVM).
+//!
+//! # The image digest
+//! The sha256 before the boot is [`BootOptions::expected_sha256`] when the caller already has
+//! it (the verify stage computed it in its single read), else it is computed here; the sha256
+//! after the boot is always computed. That is one extra read of the image (about 5–10 s for a
+//! 2–3 GB NixOS image) against the one thing that must never happen: publishing bytes that a
+//! boot modified.
+
+pub mod accel;
+pub mod fat;
+pub mod precheck;
+pub mod qemu;
+pub mod serial;
+
+pub use precheck::{precheck, FALLBACK_LOADER};
+pub use qemu::Firmware;
+
+use crate::firmware::Boot;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The marker for real NixOS images: the production profiles put a getty on ttyS0, whose
+/// prompt is `<hostname> login:` at the start of a line.
+pub const LOGIN_MARKER: &str = r"(?m)^\S+ login:";
+/// Default timeout under TCG (NixOS is expected at 45–120 s).
+pub const TCG_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default timeout under KVM.
+pub const KVM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default guest memory.
+pub const DEFAULT_MEMORY_MIB: u32 = 1024;
+/// Lines of the serial log quoted in errors.
+const TAIL_LINES: usize = 12;
+
+/// The marker the fixture flake's images print: `HEPHAESTUS-BOOT-OK <profile>`.
+pub fn fixture_marker(profile: &str) -> Regex {
+    // Escaped literal text always compiles.
+    Regex::new(&regex::escape(&format!("HEPHAESTUS-BOOT-OK {profile}")))
+        .expect("an escaped literal is a valid regex")
+}
+
+/// Parses a marker regex from configuration (the stage's `marker` option).
+pub fn parse_marker(marker: &str) -> Result<Regex, Error> {
+    Regex::new(marker).map_err(|e| Error::BadMarker {
+        marker: marker.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// Which QEMU accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Software emulation: always works, slow.
+    Tcg,
+    /// Hardware virtualisation; fails when /dev/kvm cannot be opened.
+    Kvm,
+    /// KVM when a probe boot under KVM passes within seconds, else TCG.
+    Auto,
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tcg" => Ok(Accel::Tcg),
+            "kvm" => Ok(Accel::Kvm),
+            "auto" => Ok(Accel::Auto),
+            _ => Err(format!("unknown accel {s:?} (expected tcg, kvm or auto)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+            Accel::Auto => "auto",
+        })
+    }
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// Give up after this long; `None`: [`TCG_TIMEOUT`] or [`KVM_TIMEOUT`] by the accelerator.
+    pub timeout: Option<Duration>,
+    /// Passes when a console line matches (escapes and carriage returns stripped first).
+    pub marker: Regex,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs (TCG runs one host thread per vCPU).
+    pub cpus: u32,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Run [`precheck`] before booting (off only to watch a firmware fail on its own).
+    pub precheck: bool,
+    /// The image's sha256 (hex) as computed by the verify stage; computed here when `None`.
+    pub expected_sha256: Option<String>,
+    /// The QEMU program (default `qemu-system-x86_64` from `PATH`).
+    pub qemu: PathBuf,
+}
+
+impl BootOptions {
+    /// Defaults with this marker.
+    pub fn new(marker: Regex) -> Self {
+        BootOptions {
+            timeout: None,
+            marker,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            cpus: 2,
+            accel: Accel::Auto,
+            precheck: true,
+            expected_sha256: None,
+            qemu: PathBuf::from("qemu-system-x86_64"),
+        }
+    }
+
+    /// The timeout for the accelerator actually used.
+    pub fn timeout_for(&self, accel: Accel) -> Duration {
+        self.timeout.unwrap_or(match accel {
+            Accel::Kvm => KVM_TIMEOUT,
+            _ => TCG_TIMEOUT,
+        })
+    }
+}
+
+impl Default for BootOptions {
+    /// The `login:` marker of real NixOS images.
+    fn default() -> Self {
+        BootOptions::new(Regex::new(LOGIN_MARKER).expect("LOGIN_MARKER is a valid regex"))
+    }
+}
+
+/// A passed boot check.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootReport {
+    /// Seconds from starting QEMU to the marker (excluding the pre-check, the digests and the
+    /// KVM probe).
+    pub seconds: f64,
+    /// `tcg` or `kvm`.
+    pub accel_used: Accel,
+    /// Why that accelerator (configured, no /dev/kvm, probe result).
+    pub accel_reason: String,
+    /// The firmware booted.
+    pub firmware: Firmware,
+    /// The serial console log, kept in the run directory.
+    pub serial_log: PathBuf,
+    /// The console line that matched the marker.
+    pub matched_line: String,
+    /// The image's sha256, the same before and after the boot.
+    pub sha256: String,
+    /// QEMU's process id (stopped and reaped before this report exists).
+    pub qemu_pid: Option<u32>,
+}
+
+/// What a failed boot left behind, for the error message and the report.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The image.
+    pub image: PathBuf,
+    /// The firmware.
+    pub firmware: Firmware,
+    /// The accelerator.
+    pub accel: Accel,
+    /// Seconds from starting QEMU to the verdict.
+    pub seconds: f64,
+    /// The serial log, kept in the run directory.
+    pub serial_log: PathBuf,
+    /// Its last lines, indented.
+    pub tail: String,
+}
+
+/// Why a boot check failed or could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// QEMU is not installed.
+    #[error(
+        "cannot run {} (QEMU): the boot check needs qemu-system-x86_64, OVMF and SeaBIOS; \
+         install them with `make install-boot`", program.display()
+    )]
+    QemuMissing {
+        /// The program.
+        program: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No OVMF build to boot uefi images with.
+    #[error(
+        "no OVMF firmware for booting uefi images (looked in {looked}); install it with \
+         `make install-boot` (Debian package ovmf)"
+    )]
+    OvmfMissing {
+        /// Where it was looked for.
+        looked: String,
+    },
+    /// `accel: kvm` was asked for and KVM cannot be used.
+    #[error("accel: kvm was configured but KVM cannot be used ({reason}); use accel: auto or tcg")]
+    KvmUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The marker is not a valid regex.
+    #[error("the boot marker {marker:?} is not a valid regular expression")]
+    BadMarker {
+        /// The text given.
+        marker: String,
+        /// The parse error.
+        #[source]
+        source: Box<regex::Error>,
+    },
+    /// The run directory (or a file in it) could not be written.
+    #[error("cannot prepare {} for the boot check", path.display())]
+    RunDir {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU could not be started.
+    #[error("cannot start QEMU: {argv}")]
+    Spawn {
+        /// The command line.
+        argv: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for QEMU failed.
+    #[error("cannot wait for QEMU ({argv})")]
+    Wait {
+        /// The command line.
+        argv: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The serial log could not be read.
+    #[error("cannot read the serial log {}", path.display())]
+    SerialLog {
+        /// The log.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The firmware, loader or kernel said it cannot boot.
+    #[error(
+        "{} does not boot under {} ({}): after {:.1} s the console showed {line:?}; serial log \
+         {}, last lines:\n{}",
+        ev.image.display(), ev.firmware, ev.accel, ev.seconds, ev.serial_log.display(), ev.tail
+    )]
+    BootFailed {
+        /// The failure line.
+        line: String,
+        /// Where and how.
+        ev: Box<Evidence>,
+    },
+    /// No marker before the deadline; QEMU was killed.
+    #[error(
+        "{} did not boot under {} ({}): no line matched the marker /{marker}/ within {:.0} s \
+         (QEMU stopped); serial log {}, last lines:\n{}",
+        ev.image.display(), ev.firmware, ev.accel, ev.seconds, ev.serial_log.display(), ev.tail
+    )]
+    Timeout {
+        /// The marker.
+        marker: String,
+        /// Where and how.
+        ev: Box<Evidence>,
+    },
+    /// QEMU exited before the marker.
+    #[error(
+        "{} did not boot under {} ({}): QEMU exited ({status}) after {:.1} s without a line \
+         matching the marker /{marker}/; QEMU's stderr: {stderr}; serial log {}, last \
+         lines:\n{}\ncommand: {argv}",
+        ev.image.display(), ev.firmware, ev.accel, ev.seconds, ev.serial_log.display(), ev.tail
+    )]
+    Exited {
+        /// QEMU's exit status.
+        status: String,
+        /// The marker.
+        marker: String,
+        /// The last lines of QEMU's stderr.
+        stderr: String,
+        /// QEMU's command line.
+        argv: String,
+        /// Where and how.
+        ev: Box<Evidence>,
+    },
+    /// KVM was configured and cannot run the guest.
+    #[error(
+        "{} could not be booted under {} with accel: kvm: QEMU reported a KVM internal error \
+         after {:.1} s (a CPU without working virtualisation?); use accel: auto or tcg; QEMU's \
+         stderr: {stderr}",
+        ev.image.display(), ev.firmware, ev.seconds
+    )]
+    KvmFailed {
+        /// The last lines of QEMU's stderr.
+        stderr: String,
+        /// Where and how.
+        ev: Box<Evidence>,
+    },
+    /// The image could not be hashed.
+    #[error("cannot compute the sha256 of {}", path.display())]
+    Digest {
+        /// The image.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image's bytes changed while it was booted: it must not be published.
+    #[error(
+        "{} changed during the boot check: sha256 {before} before, {after} after; do not publish \
+         it, rebuild it",
+        path.display()
+    )]
+    ImageChanged {
+        /// The image.
+        path: PathBuf,
+        /// sha256 before.
+        before: String,
+        /// sha256 after.
+        after: String,
+    },
+    /// A pre-check or digest task did not finish (panicked or was cancelled).
+    #[error("the boot check's {what} task did not finish")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// Pre-check: the image is not a readable qcow2.
+    #[error("cannot read the image for the boot pre-check")]
+    Unreadable {
+        /// The image.
+        image: PathBuf,
+        /// The cause (names the file).
+        #[source]
+        source: Box<crate::image::qcow2::Error>,
+    },
+    /// Pre-check: the partition table could not be read.
+    #[error("{}: cannot read the partition table for the boot pre-check", image.display())]
+    PartitionTable {
+        /// The image.
+        image: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<crate::image::partition::Error>,
+    },
+    /// Pre-check: the partition table does not fit the firmware.
+    #[error("{} cannot boot under {boot} firmware (pre-check, nothing was booted)", image.display())]
+    WrongDisk {
+        /// The image.
+        image: PathBuf,
+        /// The firmware.
+        boot: Boot,
+        /// What the disk is and what the firmware needs.
+        #[source]
+        source: Box<crate::image::partition::FirmwareMismatch>,
+    },
+    /// Pre-check: bios, and the MBR has no boot code.
+    #[error(
+        "{} cannot boot under bios firmware (pre-check, nothing was booted): the MBR's boot code \
+         is empty (its first 440 bytes are zero), so SeaBIOS would stop after \"Booting from \
+         Hard Disk...\" and hang without a message; the disk {disk}; install a BIOS boot loader \
+         (boot.loader.grub.device) or tag the profile boot: uefi",
+        image.display()
+    )]
+    NoBootCode {
+        /// The image.
+        image: PathBuf,
+        /// What the disk is.
+        disk: String,
+    },
+    /// Pre-check: the ESP's FAT could not be read.
+    #[error(
+        "{}: cannot read the FAT of the EFI System Partition (at byte {offset}) for the boot \
+         pre-check", image.display()
+    )]
+    Esp {
+        /// The image.
+        image: PathBuf,
+        /// Where the ESP starts.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: Box<fat::Error>,
+    },
+    /// Pre-check: uefi, and the ESP lacks the removable-media loader.
+    #[error(
+        "{} cannot boot under uefi firmware (pre-check, nothing was booted): its EFI System \
+         Partition has no usable \\EFI\\BOOT\\BOOTX64.EFI ({detail}); with a fresh NVRAM, as on \
+         Nova, OVMF boots only that path and would end in the UEFI shell; install the boot \
+         loader as removable (boot.loader.efi.canTouchEfiVariables = false with \
+         boot.loader.grub.efiInstallAsRemovable = true, or systemd-boot's fallback copy)",
+        image.display()
+    )]
+    NoFallbackLoader {
+        /// The image.
+        image: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
+}
+
+/// sha256 of a file, read in 1 MiB blocks on a blocking thread.
+async fn sha256_file(path: &Path) -> Result<String, Error> {
+    let p = path.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(&p)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(crate::image::hex(&hasher.finalize()))
+    })
+    .await
+    .map_err(|source| Error::Task {
+        what: "sha256",
+        source,
+    })?;
+    result.map_err(|source| Error::Digest {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn indent(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "  | (nothing)".into();
+    }
+    lines
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Boots `image` under the firmware for `boot` and waits for `opts.marker` on the serial
+/// console. Pre-checks the image first (unless `opts.precheck` is false), keeps the serial log,
+/// QEMU's stderr and the NVRAM copy in `run_dir`, stops QEMU by its pid whatever happens, and
+/// fails if the image's sha256 changed.
+pub async fn boot_check(
+    image: &Path,
+    boot: Boot,
+    opts: &BootOptions,
+    run_dir: &Path,
+) -> Result<BootReport, Error> {
+    if opts.precheck {
+        let (img, b) = (image.to_path_buf(), boot);
+        tokio::task::spawn_blocking(move || precheck(&img, b))
+            .await
+            .map_err(|source| Error::Task {
+                what: "pre-check",
+                source,
+            })??;
+    }
+    let firmware = qemu::find_firmware(boot, &opts.qemu)?;
+    let before = match &opts.expected_sha256 {
+        Some(d) => d.to_ascii_lowercase(),
+        None => sha256_file(image).await?,
+    };
+    let (accel, accel_reason) = accel::resolve(opts.accel, &opts.qemu, &firmware, run_dir).await?;
+    let guest = qemu::Guest {
+        qemu: &opts.qemu,
+        accel,
+        firmware: &firmware,
+        disk: Some((image, "qcow2")),
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        marker: &opts.marker,
+        timeout: opts.timeout_for(accel),
+        dir: run_dir,
+    };
+    let done = qemu::run(&guest).await?;
+    let after = sha256_file(image).await?;
+    if after != before {
+        return Err(Error::ImageChanged {
+            path: image.to_path_buf(),
+            before,
+            after,
+        });
+    }
+    let marker = opts.marker.as_str().to_owned();
+    let ev = Box::new(Evidence {
+        image: image.to_path_buf(),
+        firmware: firmware.clone(),
+        accel,
+        seconds: done.seconds,
+        serial_log: done.serial_log.clone(),
+        tail: indent(&done.serial_tail(TAIL_LINES)),
+    });
+    match done.outcome.clone() {
+        qemu::Outcome::Marker(line) => Ok(BootReport {
+            seconds: done.seconds,
+            accel_used: accel,
+            accel_reason,
+            firmware,
+            serial_log: done.serial_log,
+            matched_line: line,
+            sha256: after,
+            qemu_pid: done.pid,
+        }),
+        qemu::Outcome::Failure(line) => Err(Error::BootFailed { line, ev }),
+        qemu::Outcome::Timeout => Err(Error::Timeout { marker, ev }),
+        qemu::Outcome::Exited(status) => Err(Error::Exited {
+            status: status.to_string(),
+            marker,
+            stderr: done.stderr_tail(5).join(" / "),
+            argv: done.argv.clone(),
+            ev,
+        }),
+        qemu::Outcome::KvmFailure => Err(Error::KvmFailed {
+            stderr: done.stderr_tail(5).join(" / "),
+            ev,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers() {
+        let m = fixture_marker("lucy");
+        assert!(m.is_match("HEPHAESTUS-BOOT-OK lucy"));
+        assert!(!m.is_match("HEPHAESTUS-BOOT-OK sunraku"));
+        let login = BootOptions::default().marker;
+        assert!(login.is_match("lucy login: "));
+        assert!(!login.is_match("Welcome, please login: now"));
+        assert!(parse_marker("(").is_err());
+    }
+
+    #[test]
+    fn timeouts_default_by_accelerator() {
+        let o = BootOptions::default();
+        assert_eq!(o.timeout_for(Accel::Tcg), TCG_TIMEOUT);
+        assert_eq!(o.timeout_for(Accel::Kvm), KVM_TIMEOUT);
+        let o = BootOptions {
+            timeout: Some(Duration::from_secs(7)),
+            ..o
+        };
+        assert_eq!(o.timeout_for(Accel::Tcg), Duration::from_secs(7));
+        assert_eq!("auto".parse::<Accel>(), Ok(Accel::Auto));
+        assert!("xen".parse::<Accel>().is_err());
+    }
+}

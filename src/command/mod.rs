@@ -1,9 +1,13 @@
 //! The subcommands, one file each; the only code besides `main` that uses `anyhow`, adding
 //! context at the edge and choosing exit codes.
 
+pub mod boot_check;
 pub mod images;
 pub mod list;
 pub mod plan;
+pub mod promote;
+pub mod prune;
+pub mod rollback;
 pub mod run;
 pub mod validate;
 pub mod verify;

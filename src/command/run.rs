@@ -3,10 +3,12 @@
 use crate::cli::RunArgs;
 use anyhow::Context as _;
 use hephaestus::glance::{self, ErrorKind};
-use hephaestus::pipeline::runner::{self, RunOptions};
+use hephaestus::pipeline::runner::{self, Clouds, RunOptions};
+use hephaestus::pipeline::{Plan, Project};
 use hephaestus::stage::Stage;
 use std::io::IsTerminal as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Open the cloud session; refused credentials or configuration are exit code 2.
 pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
@@ -36,6 +38,80 @@ pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
 /// Run `pipeline run`.
 pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<u8> {
     let (project, plan) = super::plan::load(root, &args.target)?;
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        // Absolute, so that the paths in logs and reports still work from another directory.
+        run_dir: std::path::absolute(
+            args.run_dir
+                .clone()
+                .unwrap_or_else(|| project.root.join(".run")),
+        )
+        .context("cannot resolve the run directory")?,
+        keep_outputs: args.keep_outputs,
+        progress_bars: std::io::stderr().is_terminal(),
+    };
+    let lock_timeout = Duration::from_secs(args.lock_timeout);
+    execute(
+        &project,
+        &plan,
+        &options,
+        lock_timeout,
+        args.json,
+        args.report.as_deref(),
+    )
+}
+
+/// Hold the run lock of `cloud` (a file lock under the run directory), waiting up to
+/// `timeout` for another run to finish.
+fn lock_cloud(run_dir: &Path, cloud: &str, timeout: Duration) -> anyhow::Result<std::fs::File> {
+    let dir = run_dir.join("locks");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.lock", cloud.replace(['/', ' '], "_")));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if start.elapsed() >= timeout {
+                    anyhow::bail!(
+                        "another pipeline run is publishing into cloud `{cloud}` (it holds {}); \
+                         nothing was done — wait for it, or raise --lock-timeout",
+                        path.display()
+                    );
+                }
+                if !told {
+                    tracing::info!(
+                        "another run is publishing into cloud `{cloud}`; waiting up to {}s for it ({})",
+                        timeout.as_secs(),
+                        path.display()
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+            }
+        }
+    }
+}
+
+/// Authenticate to the clouds `plan` needs, run it, print and write the report.
+pub fn execute(
+    project: &Project,
+    plan: &Plan,
+    options: &RunOptions,
+    lock_timeout: Duration,
+    json: bool,
+    report_file: Option<&Path>,
+) -> anyhow::Result<u8> {
     eprintln!(
         "{}: {} profile(s), stages {}{}",
         plan.pipeline,
@@ -45,33 +121,40 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<u8> {
             .map(|s| s.name())
             .collect::<Vec<_>>()
             .join(" → "),
-        if args.dry_run { " (dry run)" } else { "" }
+        if options.dry_run { " (dry run)" } else { "" }
     );
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let uploads = plan.stages.iter().any(|s| matches!(s, Stage::Upload(_)));
     // Authenticate before building anything: a wrong password must not cost an hour of builds.
-    let glance = if uploads && !args.dry_run {
-        Some(runtime.block_on(connect(plan.cloud.as_deref()))?)
-    } else {
-        None
+    let mut clouds = Clouds::default();
+    if !options.dry_run {
+        for stage in &plan.stages {
+            match stage {
+                Stage::Upload(_) | Stage::SkipUnchanged if clouds.target.is_none() => {
+                    clouds.target = Some(runtime.block_on(connect(plan.cloud.as_deref()))?);
+                }
+                Stage::Promote(o) => {
+                    clouds.target = Some(runtime.block_on(connect(plan.cloud.as_deref()))?);
+                    clouds.source = Some(runtime.block_on(connect(Some(&o.from)))?);
+                }
+                _ => {}
+            }
+        }
+    }
+    // Two runs publishing into one cloud from one machine would race for the same "current"
+    // images: the second waits for the first. (Across machines, making an image current
+    // re-reads the current image first and aborts if it changed.)
+    let _lock = match (&clouds.target, options.dry_run) {
+        (Some(target), false) => Some(lock_cloud(&options.run_dir, target.cloud(), lock_timeout)?),
+        _ => None,
     };
-    let options = RunOptions {
-        dry_run: args.dry_run,
-        run_dir: args
-            .run_dir
-            .clone()
-            .unwrap_or_else(|| project.root.join(".run")),
-        keep_outputs: args.keep_outputs,
-        progress_bars: std::io::stderr().is_terminal(),
-    };
-    let report = runtime.block_on(runner::run(&plan, &project, glance.as_ref(), &options));
+    let report = runtime.block_on(runner::run(plan, project, &clouds, options));
     eprint!("{}", report.render_text());
-    if let Some(path) = &args.report {
+    if let Some(path) = report_file {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
-    if args.json {
+    if json {
         super::print_json(&report)?;
     }
     Ok(report.exit_code())

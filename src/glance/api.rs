@@ -278,6 +278,23 @@ impl Glance {
         self.put_data(&["images", id, "file"], data).await
     }
 
+    /// `GET /v2/images/{id}/file`: the image data as a stream of chunks. Nothing is buffered
+    /// beyond what the consumer has not yet pulled, so piping it into [`Glance::upload_file`]
+    /// of another cloud copies an image in bounded memory without a temporary file.
+    pub async fn download_file(
+        &self,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static, Error> {
+        let url = self.url(&["images", id, "file"]);
+        let op = self.operation(&Method::GET, &url);
+        let response = self
+            .send(&op, self.session.client().request(Method::GET, url))
+            .await?;
+        Ok(response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(io::Error::other)))
+    }
+
     /// `PUT /v2/images/{id}/stage`: stages the data for a `glance-direct` import (status
     /// `uploading`); same streaming and error behaviour as [`Glance::upload_file`].
     pub async fn stage_image<S>(&self, id: &str, data: S) -> Result<(), Error>

@@ -445,7 +445,11 @@ fn parse_gpt(disk: &mut (impl Disk + ?Sized), header: &[u8], sector: u64) -> Res
     let entries_lba = le64(header, 72);
     let count = le32(header, 80);
     let entry_size = le32(header, 84);
-    if count > MAX_GPT_ENTRIES || entry_size < 128 || entry_size % 8 != 0 || entry_size > 4096 {
+    if count > MAX_GPT_ENTRIES
+        || entry_size < 128
+        || !entry_size.is_multiple_of(8)
+        || entry_size > 4096
+    {
         return Err(bad_gpt(format!(
             "{count} entries of {entry_size} bytes is not a plausible entry array"
         )));

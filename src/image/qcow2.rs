@@ -449,7 +449,7 @@ impl Header {
             h.autoclear_features = be64(bytes, 88);
             h.refcount_order = be32(bytes, 96);
             h.header_length = be32(bytes, 100);
-            if h.header_length < V3_MIN_HEADER_LEN || h.header_length % 8 != 0 {
+            if h.header_length < V3_MIN_HEADER_LEN || !h.header_length.is_multiple_of(8) {
                 return Err(bad(format!(
                     "header_length is {}; version 3 needs at least {V3_MIN_HEADER_LEN} and a multiple of 8",
                     h.header_length
@@ -623,7 +623,7 @@ fn check_l1_geometry(h: &Header, file_size: u64) -> Result<(), ErrorKind> {
         )));
     }
     if h.l1_size > 0 {
-        if h.l1_table_offset % cluster_size != 0 {
+        if !h.l1_table_offset.is_multiple_of(cluster_size) {
             return Err(bad(format!(
                 "l1_table_offset {} is not cluster-aligned",
                 h.l1_table_offset

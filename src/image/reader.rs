@@ -173,10 +173,10 @@ impl GuestReader {
             return Ok(i);
         }
         let cs = self.cluster_size();
-        if host % cs != 0 || host.saturating_add(cs) > self.file_size {
+        if !host.is_multiple_of(cs) || host.saturating_add(cs) > self.file_size {
             return Err(self.bad_table(format!(
                 "L1 entry {l1_index} points at an L2 table at host offset {host}, which is {}",
-                if host % cs != 0 {
+                if !host.is_multiple_of(cs) {
                     "not cluster-aligned"
                 } else {
                     "past the end of the file"
@@ -243,7 +243,7 @@ impl GuestReader {
             return Ok(Mapping::Compressed { host, len });
         }
         let host = entry & OFFSET_MASK;
-        if host % cs != 0 {
+        if !host.is_multiple_of(cs) {
             return Err(self.bad_table(format!(
                 "guest cluster {cluster} points at host offset {host}, which is not cluster-aligned"
             )));

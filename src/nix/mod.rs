@@ -298,6 +298,46 @@ impl Nix {
     }
 }
 
+impl Nix {
+    /// The output paths of several attributes of one attribute set, in ONE evaluation:
+    /// `nix eval --json <flake>#<parent> --apply 'set: { <leaf> = set.<leaf>.outPath; … }'`.
+    /// Evaluating a NixOS system dominates the cost, and the systems share most of nixpkgs, so
+    /// one evaluation for all profiles is much cheaper than one per profile.
+    pub async fn eval_out_paths(
+        &self,
+        flake: &str,
+        parent: &str,
+        leaves: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, StorePath>> {
+        let body: String = leaves
+            .iter()
+            .map(|leaf| format!("\"{leaf}\" = set.\"{leaf}\".outPath; "))
+            .collect();
+        let cmd = self.command(vec![
+            "eval".into(),
+            "--json".into(),
+            format!("{flake}#{parent}").into(),
+            "--apply".into(),
+            format!("set: {{ {body}}}").into(),
+        ]);
+        let stdout = cmd.run(EVAL_TIMEOUT).await?;
+        let paths: std::collections::BTreeMap<String, String> = cmd.parse_json(&stdout)?;
+        paths
+            .into_iter()
+            .map(|(k, v)| StorePath::new(v).map(|p| (k, p)))
+            .collect()
+    }
+}
+
+/// [`Nix::eval_out_paths`] with `nix` from `PATH`.
+pub async fn eval_out_paths(
+    flake: &str,
+    parent: &str,
+    leaves: &[&str],
+) -> Result<std::collections::BTreeMap<String, StorePath>> {
+    Nix::default().eval_out_paths(flake, parent, leaves).await
+}
+
 /// [`Nix::build`] with `nix` from `PATH`.
 pub async fn build(installable: &str, out_link: &Path, timeout: Duration) -> Result<BuildOutput> {
     Nix::default().build(installable, out_link, timeout).await

@@ -32,6 +32,8 @@ pub enum ImageStatus {
     Published,
     /// Already current in the cloud with the same store path and hashes; nothing sent.
     Skipped,
+    /// The flake would build exactly what the cloud's current image is: nothing built or sent.
+    Unchanged,
     /// Every stage passed and the pipeline has no upload stage.
     Verified,
     /// `--dry-run`: what would run was shown, nothing was done.
@@ -81,6 +83,8 @@ pub struct ImageReport {
     pub image_name: Option<String>,
     /// Bytes of image data sent to the cloud (0 when skipped).
     pub bytes_sent: u64,
+    /// Seconds from starting QEMU to the boot marker (`boot-check`).
+    pub boot_seconds: Option<f64>,
     /// A failed attempt's candidate could not be deleted: the cloud may hold a half-made,
     /// hidden image (the error names it).
     pub cleanup_failed: bool,

@@ -3,8 +3,10 @@
 
 use super::report::{rfc3339, ImageReport, ImageStatus, Report, StageReport, StageStatus};
 use super::{Plan, Project};
-use crate::stage::{self, Artifact, Context, Outcome};
+use crate::nix::StorePath;
+use crate::stage::{self, evaluate, Artifact, Context, Outcome, Stage};
 use futures::stream::{self, StreamExt};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,6 +22,15 @@ pub struct RunOptions {
     pub keep_outputs: bool,
     /// Draw progress bars instead of log lines.
     pub progress_bars: bool,
+}
+
+/// The authenticated cloud sessions a run uses.
+#[derive(Debug, Default)]
+pub struct Clouds {
+    /// The pipeline's cloud (`upload`, target of `promote`).
+    pub target: Option<crate::glance::Glance>,
+    /// The cloud `promote` copies from.
+    pub source: Option<crate::glance::Glance>,
 }
 
 /// The directory of one run: `<run_dir>/<UTC start>-<pipeline>-<pid>`.
@@ -41,15 +52,79 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Run `plan` over its profiles and report what happened.
-pub async fn run(
+/// The output paths of every profile's image, without building: one `nix eval` per flake
+/// attribute set (`images.*`), since one evaluation of all systems shares most of the work.
+async fn evaluate_out_paths(
     plan: &Plan,
     project: &Project,
-    glance: Option<&crate::glance::Glance>,
-    opts: &RunOptions,
-) -> Report {
+) -> BTreeMap<String, Result<StorePath, String>> {
+    let mut result = BTreeMap::new();
+    let flake = match evaluate::flake_ref(&project.root, plan.flake.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            for p in &plan.profiles {
+                result.insert(p.name.clone(), Err(e.to_string()));
+            }
+            return result;
+        }
+    };
+    let mut groups: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for p in &plan.profiles {
+        let (parent, leaf) = p
+            .attribute
+            .rsplit_once('.')
+            .unwrap_or(("", p.attribute.as_str()));
+        groups
+            .entry(parent)
+            .or_default()
+            .push((p.name.as_str(), leaf));
+    }
+    for (parent, members) in groups {
+        if parent.is_empty() {
+            for (profile, leaf) in members {
+                let got = crate::nix::eval_out_path(&format!("{flake}#{leaf}"))
+                    .await
+                    .map_err(|e| error_chain(&e));
+                result.insert(profile.to_string(), got);
+            }
+            continue;
+        }
+        let leaves: Vec<&str> = members.iter().map(|(_, leaf)| *leaf).collect();
+        match crate::nix::eval_out_paths(&flake, parent, &leaves).await {
+            Ok(paths) => {
+                for (profile, leaf) in members {
+                    let got = paths
+                        .get(leaf)
+                        .cloned()
+                        .ok_or_else(|| format!("{parent}.{leaf} was not in the evaluation"));
+                    result.insert(profile.to_string(), got);
+                }
+            }
+            Err(e) => {
+                let text = error_chain(&e);
+                for (profile, _) in members {
+                    result.insert(profile.to_string(), Err(text.clone()));
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Run `plan` over its profiles and report what happened.
+pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOptions) -> Report {
     let started = time::OffsetDateTime::now_utc();
     let run_dir = this_run_dir(opts, plan, started);
+    let wants_out_paths = !opts.dry_run
+        && plan
+            .stages
+            .iter()
+            .any(|s| matches!(s, Stage::SkipUnchanged));
+    let out_paths = if wants_out_paths {
+        evaluate_out_paths(plan, project).await
+    } else {
+        BTreeMap::new()
+    };
     let ctx = Context {
         plan,
         policy: &project.policy,
@@ -57,7 +132,10 @@ pub async fn run(
         dry_run: opts.dry_run,
         started_at: started,
         gc_roots: run_dir.join("gc-roots"),
-        glance,
+        run_dir: run_dir.clone(),
+        out_paths: &out_paths,
+        glance: clouds.target.as_ref(),
+        source: clouds.source.as_ref(),
         progress_bars: opts.progress_bars,
     };
     let mut images: Vec<(usize, ImageReport)> = stream::iter(plan.profiles.iter().enumerate())
@@ -106,13 +184,18 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
     let mut stages = Vec::new();
     let mut error = None;
     let mut cleanup_failed = false;
+    let mut stopped: Option<String> = None;
     for stage in &ctx.plan.stages {
-        if error.is_some() {
+        if error.is_some() || stopped.is_some() {
             stages.push(StageReport {
                 stage: stage.name().into(),
                 status: StageStatus::Skipped,
                 seconds: 0.0,
-                note: Some("an earlier stage failed".into()),
+                note: Some(if error.is_some() {
+                    "an earlier stage failed".into()
+                } else {
+                    "unchanged".into()
+                }),
             });
             continue;
         }
@@ -122,8 +205,16 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
         let (status, note) = match result {
             Ok(Outcome::Done(note)) => (StageStatus::Ok, note),
             Ok(Outcome::Skipped(note)) => (StageStatus::Skipped, Some(note)),
+            Ok(Outcome::Stop(note)) => {
+                stopped = Some(note.clone());
+                (StageStatus::Ok, Some(note))
+            }
             Err(e) => {
-                cleanup_failed |= matches!(&e, stage::Error::Upload(u) if u.cleanup_failed());
+                cleanup_failed |= match &e {
+                    stage::Error::Upload(u) => u.cleanup_failed(),
+                    stage::Error::Promote(p) => p.cleanup_failed(),
+                    _ => false,
+                };
                 let chain = error_chain(&e);
                 tracing::error!("{profile}: {chain}");
                 error = Some(chain);
@@ -149,6 +240,8 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
         ImageStatus::Failed
     } else if ctx.dry_run {
         ImageStatus::Planned
+    } else if stopped.is_some() {
+        ImageStatus::Unchanged
     } else {
         match &artifact.published {
             Some(p) if p.skipped => ImageStatus::Skipped,
@@ -166,8 +259,13 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
         profile,
         status,
         firmware: artifact.profile.boot,
-        image_id: artifact.published.as_ref().map(|p| p.image_id.clone()),
+        image_id: artifact
+            .published
+            .as_ref()
+            .map(|p| p.image_id.clone())
+            .or_else(|| artifact.unchanged.clone()),
         bytes_sent: artifact.published.as_ref().map_or(0, |p| p.bytes_sent),
+        boot_seconds: artifact.booted.as_ref().map(|b| b.seconds),
         cleanup_failed,
         store_path: artifact
             .build

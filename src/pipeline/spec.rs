@@ -133,6 +133,10 @@ pub enum StageOptions {
     Build(BuildOptions),
     /// `upload: {...}`
     Upload(UploadOptions),
+    /// `promote: {...}`
+    Promote(PromoteOptions),
+    /// `boot-check: {...}`
+    BootCheck(BootCheckOptions),
     /// Options given to a stage that takes none, or to an unknown stage.
     Unexpected,
 }
@@ -185,8 +189,51 @@ pub struct UploadOptions {
     pub cleanup_timeout: Option<u64>,
 }
 
-/// Stage names that take an options map.
-pub const STAGES_WITH_OPTIONS: &[&str] = &["build", "upload"];
+/// Options of the `boot-check` stage.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootCheckOptions {
+    /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Regex a serial-console line must match; `{profile}` is replaced (default: a `login:`
+    /// prompt or `HEPHAESTUS-BOOT-OK <profile>` at the start of a line).
+    #[serde(default)]
+    pub marker: Option<String>,
+    /// Guest memory in MiB (default 1024).
+    #[serde(default)]
+    pub memory: Option<u32>,
+    /// `tcg`, `kvm` or `auto` (default: KVM only when a probe boot under KVM works).
+    #[serde(default)]
+    pub accel: Option<crate::boot::Accel>,
+}
+
+/// Options of the `promote` stage: copy each profile's current image from cloud `from` into
+/// the pipeline's cloud.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteOptions {
+    /// clouds.yaml entry to copy from (staging).
+    pub from: String,
+    /// Stable name of the images; `{profile}` is replaced (default `hephaestus-{profile}`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Promote this generation instead of the source's current image.
+    #[serde(default)]
+    pub generation: Option<String>,
+    /// Refuse images without this tag (the tag CI sets once an image passed its tests).
+    #[serde(default)]
+    pub require_tag: Option<String>,
+    /// Glance visibility in the target (default `private`).
+    #[serde(default)]
+    pub visibility: Option<crate::glance::Visibility>,
+    /// Seconds to wait for the copy to become `active` (default 600).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Seconds to keep trying to delete a failed candidate (default 120).
+    #[serde(default)]
+    pub cleanup_timeout: Option<u64>,
+}
 
 impl<'de> Deserialize<'de> for StageEntry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -219,6 +266,15 @@ impl<'de> Visitor<'de> for StageEntryVisitor {
         let options = match name.as_str() {
             "build" => StageOptions::Build(
                 map.next_value::<Option<BuildOptions>>()?
+                    .unwrap_or_default(),
+            ),
+            "promote" => {
+                StageOptions::Promote(map.next_value::<Option<PromoteOptions>>()?.ok_or_else(
+                    || de::Error::custom("`promote` needs options: `- promote: {from: CLOUD}`"),
+                )?)
+            }
+            "boot-check" => StageOptions::BootCheck(
+                map.next_value::<Option<BootCheckOptions>>()?
                     .unwrap_or_default(),
             ),
             "upload" => StageOptions::Upload(

@@ -673,6 +673,15 @@ fn check_stages(
     for entry in &stages.value {
         let loc = location_of(entry);
         let name = entry.value.name.as_str();
+        if name == "promote" && !matches!(entry.value.options, StageOptions::Promote(_)) {
+            out.push(Diagnostic::at(
+                file,
+                loc,
+                "stage `promote` needs the cloud to copy from",
+                "write it as `- promote: {from: staging}`",
+            ));
+            continue;
+        }
         let Some(stage) = Stage::from_entry(&entry.value) else {
             out.push(Diagnostic::at(
                 file,
@@ -689,6 +698,18 @@ fn check_stages(
                 format!("stage `{name}` takes no options"),
                 format!("write it as `- {name}`"),
             ));
+        }
+        if let Stage::BootCheck(o) = &stage {
+            if let Some(marker) = &o.marker {
+                if let Err(e) = crate::boot::parse_marker(&marker.replace("{profile}", "p")) {
+                    out.push(Diagnostic::at(
+                        file,
+                        loc,
+                        format!("boot-check marker is not a valid regex: {e}"),
+                        "fix the regular expression (e.g. `marker: \"^\\\\S+ login:\"`)",
+                    ));
+                }
+            }
         }
         if !seen.insert(stage.name()) {
             out.push(Diagnostic::at(

@@ -7,11 +7,15 @@
 
 pub mod build;
 pub mod evaluate;
+pub mod promote;
 pub mod tag;
 pub mod upload;
 pub mod verify;
 
-use crate::pipeline::spec::{BuildOptions, StageEntry, StageOptions, UploadOptions};
+use crate::firmware::Boot;
+use crate::pipeline::spec::{
+    BootCheckOptions, BuildOptions, PromoteOptions, StageEntry, StageOptions, UploadOptions,
+};
 use crate::pipeline::Profile;
 use std::fmt;
 
@@ -36,6 +40,10 @@ pub enum Slot {
     Verified,
     /// The image in the cloud (`upload`).
     Published,
+    /// What the cloud's current image is built from (`skip-unchanged`).
+    CloudState,
+    /// The image booted under its firmware (`boot-check`).
+    Booted,
 }
 
 impl fmt::Display for Slot {
@@ -47,6 +55,8 @@ impl fmt::Display for Slot {
             Slot::Properties => "Glance properties",
             Slot::Verified => "verified image and digests",
             Slot::Published => "published image",
+            Slot::CloudState => "cloud's current build",
+            Slot::Booted => "boot proof",
         })
     }
 }
@@ -56,34 +66,60 @@ impl fmt::Display for Slot {
 pub enum Stage {
     /// Resolve the profile and the policy into what to build and how to tag it.
     Evaluate,
+    /// End the chain early when the cloud's current image already is what the flake would
+    /// build (compared by output path, without building).
+    SkipUnchanged,
     /// `nix build` the profile's image.
     Build(BuildOptions),
     /// Compute every Glance property and tag.
     Tag,
     /// Check the image file and compute its digests.
     Verify,
+    /// Boot the exact image under the firmware it is tagged with.
+    BootCheck(BootCheckOptions),
     /// Publish into Glance.
     Upload(UploadOptions),
+    /// Copy the current image from another cloud and make it current here.
+    Promote(PromoteOptions),
 }
 
 impl Stage {
     /// Every stage name, in pipeline order.
-    pub const NAMES: &'static [&'static str] = &["evaluate", "build", "tag", "verify", "upload"];
+    pub const NAMES: &'static [&'static str] = &[
+        "evaluate",
+        "skip-unchanged",
+        "build",
+        "tag",
+        "verify",
+        "boot-check",
+        "upload",
+        "promote",
+    ];
 
     /// The stage a pipeline entry names, or `None` for an unknown name.
     pub fn from_entry(entry: &StageEntry) -> Option<Stage> {
         Some(match entry.name.as_str() {
             "evaluate" => Stage::Evaluate,
+            "skip-unchanged" => Stage::SkipUnchanged,
             "build" => Stage::Build(match &entry.options {
                 StageOptions::Build(o) => o.clone(),
                 _ => BuildOptions::default(),
             }),
             "tag" => Stage::Tag,
             "verify" => Stage::Verify,
+            "boot-check" => Stage::BootCheck(match &entry.options {
+                StageOptions::BootCheck(o) => o.clone(),
+                _ => BootCheckOptions::default(),
+            }),
             "upload" => Stage::Upload(match &entry.options {
                 StageOptions::Upload(o) => o.clone(),
                 _ => UploadOptions::default(),
             }),
+            // Without options there is no source cloud: validation reports it.
+            "promote" => match &entry.options {
+                StageOptions::Promote(o) => Stage::Promote(o.clone()),
+                _ => return None,
+            },
             _ => return None,
         })
     }
@@ -92,10 +128,13 @@ impl Stage {
     pub fn name(&self) -> &'static str {
         match self {
             Stage::Evaluate => "evaluate",
+            Stage::SkipUnchanged => "skip-unchanged",
             Stage::Build(_) => "build",
             Stage::Tag => "tag",
             Stage::Verify => "verify",
+            Stage::BootCheck(_) => "boot-check",
             Stage::Upload(_) => "upload",
+            Stage::Promote(_) => "promote",
         }
     }
 
@@ -103,10 +142,13 @@ impl Stage {
     pub fn needs(&self) -> &'static [Slot] {
         match self {
             Stage::Evaluate => &[Slot::Profile],
+            Stage::SkipUnchanged => &[Slot::Evaluated],
             Stage::Build(_) => &[Slot::Evaluated],
             Stage::Tag => &[Slot::Evaluated, Slot::Build],
             Stage::Verify => &[Slot::Build],
+            Stage::BootCheck(_) => &[Slot::Properties, Slot::Verified],
             Stage::Upload(_) => &[Slot::Properties, Slot::Verified],
+            Stage::Promote(_) => &[Slot::Profile],
         }
     }
 
@@ -114,10 +156,12 @@ impl Stage {
     pub fn provides(&self) -> Slot {
         match self {
             Stage::Evaluate => Slot::Evaluated,
+            Stage::SkipUnchanged => Slot::CloudState,
             Stage::Build(_) => Slot::Build,
             Stage::Tag => Slot::Properties,
             Stage::Verify => Slot::Verified,
-            Stage::Upload(_) => Slot::Published,
+            Stage::BootCheck(_) => Slot::Booted,
+            Stage::Upload(_) | Stage::Promote(_) => Slot::Published,
         }
     }
 
@@ -130,6 +174,8 @@ impl Stage {
             Slot::Properties => Some("tag"),
             Slot::Verified => Some("verify"),
             Slot::Published => Some("upload"),
+            Slot::CloudState => Some("skip-unchanged"),
+            Slot::Booted => Some("boot-check"),
         }
     }
 }
@@ -147,8 +193,12 @@ pub struct Artifact {
     pub properties: Option<Tagging>,
     /// Filled by `verify`.
     pub verified: Option<Verified>,
-    /// Filled by `upload`.
+    /// Filled by `upload` or `promote`.
     pub published: Option<Published>,
+    /// Set by `skip-unchanged` when the cloud's current image (this id) already is this build.
+    pub unchanged: Option<String>,
+    /// Filled by `boot-check`.
+    pub booted: Option<crate::boot::BootReport>,
 }
 
 impl Artifact {
@@ -161,6 +211,8 @@ impl Artifact {
             properties: None,
             verified: None,
             published: None,
+            unchanged: None,
+            booted: None,
         }
     }
 }
@@ -180,8 +232,14 @@ pub struct Context<'a> {
     pub started_at: time::OffsetDateTime,
     /// Where this run keeps its GC roots (`<run dir>/gc-roots`).
     pub gc_roots: std::path::PathBuf,
+    /// This run's directory (serial logs of boot checks stay there).
+    pub run_dir: std::path::PathBuf,
     /// The cloud, when the pipeline uploads (authenticated before any build starts).
     pub glance: Option<&'a crate::glance::Glance>,
+    /// The cloud `promote` copies from.
+    pub source: Option<&'a crate::glance::Glance>,
+    /// Output paths evaluated up front for `skip-unchanged`: profile → path, or the error.
+    pub out_paths: &'a std::collections::BTreeMap<String, Result<crate::nix::StorePath, String>>,
     /// Draw progress bars (stderr is a terminal) instead of periodic log lines.
     pub progress_bars: bool,
 }
@@ -193,6 +251,9 @@ pub enum Outcome {
     Done(Option<String>),
     /// It did not run; the note says why or what it would have done.
     Skipped(String),
+    /// It ran and found there is nothing left to do for this profile: the rest of the chain
+    /// is skipped and the image reported `unchanged`.
+    Stop(String),
 }
 
 /// Why a stage failed.
@@ -207,9 +268,18 @@ pub enum Error {
     /// `verify` refused the image.
     #[error("verify failed")]
     Verify(#[from] verify::Error),
+    /// The image did not boot.
+    #[error("boot-check failed")]
+    BootCheck(#[source] Box<crate::boot::Error>),
     /// `upload` did not publish the image.
     #[error("upload failed")]
-    Upload(#[from] upload::Error),
+    Upload(#[source] Box<upload::Error>),
+    /// `promote` did not promote the image.
+    #[error("promote failed")]
+    Promote(#[source] Box<promote::Error>),
+    /// The output path of the profile's image could not be evaluated.
+    #[error("cannot evaluate the output path of {0} without building it: {1}")]
+    OutPath(String, String),
     /// The pipeline uploads but no cloud session was opened.
     #[error(
         "stage `upload` has no cloud to publish into: set `cloud:` in the pipeline or pass --cloud"
@@ -226,6 +296,24 @@ pub enum Error {
     },
 }
 
+impl From<crate::boot::Error> for Error {
+    fn from(e: crate::boot::Error) -> Self {
+        Error::BootCheck(Box::new(e))
+    }
+}
+
+impl From<upload::Error> for Error {
+    fn from(e: upload::Error) -> Self {
+        Error::Upload(Box::new(e))
+    }
+}
+
+impl From<promote::Error> for Error {
+    fn from(e: promote::Error) -> Self {
+        Error::Promote(Box::new(e))
+    }
+}
+
 impl crate::pipeline::Plan {
     /// The stable Glance name of `profile`'s current image (upload option `name`).
     pub fn image_name(&self, profile: &str) -> String {
@@ -234,6 +322,7 @@ impl crate::pipeline::Plan {
             .iter()
             .find_map(|s| match s {
                 Stage::Upload(o) => o.name.clone(),
+                Stage::Promote(o) => o.name.clone(),
                 _ => None,
             })
             .unwrap_or_else(|| "hephaestus-{profile}".to_string());
@@ -275,7 +364,16 @@ pub async fn run(
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, Error> {
-    if ctx.dry_run && matches!(stage, Stage::Build(_) | Stage::Verify | Stage::Upload(_)) {
+    let side_effects = matches!(
+        stage,
+        Stage::SkipUnchanged
+            | Stage::Build(_)
+            | Stage::Verify
+            | Stage::BootCheck(_)
+            | Stage::Upload(_)
+            | Stage::Promote(_)
+    );
+    if ctx.dry_run && side_effects {
         return Ok(Outcome::Skipped(describe(stage, artifact, ctx)));
     }
     match stage {
@@ -284,6 +382,45 @@ pub async fn run(
             let note = format!("{} ({})", ev.installable, ev.boot);
             artifact.evaluated = Some(ev);
             Ok(Outcome::Done(Some(note)))
+        }
+        Stage::SkipUnchanged => {
+            let glance = ctx.glance.ok_or(Error::NoCloud)?;
+            let ev = slot(&artifact.evaluated, "skip-unchanged", Slot::Evaluated)?;
+            let out = match ctx.out_paths.get(&ev.profile) {
+                Some(Ok(path)) => path,
+                Some(Err(e)) => return Err(Error::OutPath(ev.installable.clone(), e.clone())),
+                None => {
+                    return Err(Error::OutPath(
+                        ev.installable.clone(),
+                        "not evaluated".into(),
+                    ))
+                }
+            };
+            let name = ctx.plan.image_name(&ev.profile);
+            let current = upload::find_current(glance, &ev.profile, &name).await?;
+            match current {
+                Some(cur) if cur.property("hephaestus_store_path") == Some(out.as_str()) => {
+                    let note = format!(
+                        "{} ({}) already is {}; nothing to build or send",
+                        name,
+                        cur.id,
+                        out.as_str()
+                    );
+                    artifact.unchanged = Some(cur.id);
+                    Ok(Outcome::Stop(note))
+                }
+                Some(cur) => Ok(Outcome::Done(Some(format!(
+                    "changed: {} is {}, the flake now gives {}",
+                    cur.id,
+                    cur.property("hephaestus_store_path")
+                        .unwrap_or("(no store path)"),
+                    out.as_str()
+                )))),
+                None => Ok(Outcome::Done(Some(format!(
+                    "no current `{name}` yet; will build {}",
+                    out.as_str()
+                )))),
+            }
         }
         Stage::Build(options) => {
             let ev = slot(&artifact.evaluated, "build", Slot::Evaluated)?;
@@ -323,6 +460,33 @@ pub async fn run(
                 // The digests complete properties an earlier `tag` left pending.
                 retag(artifact, ctx)?;
             }
+            Ok(Outcome::Done(Some(note)))
+        }
+        Stage::BootCheck(options) => {
+            let verified = slot(&artifact.verified, "boot-check", Slot::Verified)?;
+            let tagging = slot(&artifact.properties, "boot-check", Slot::Properties)?;
+            // Boot with the firmware the image will be tagged with, whatever else says.
+            let boot = match tagging
+                .properties
+                .get("hw_firmware_type")
+                .map(String::as_str)
+            {
+                Some("bios") => Boot::Bios,
+                _ => Boot::Uefi,
+            };
+            let profile = &artifact.profile.name;
+            let opts = boot_options(options, profile, Some(verified.digests.sha256.clone()))?;
+            let dir = ctx.run_dir.join("boot").join(profile);
+            let report = crate::boot::boot_check(&verified.file, boot, &opts, &dir).await?;
+            let note = format!(
+                "booted under {} ({}) in {:.1}s: {:?}; serial log {}",
+                boot,
+                report.accel_used,
+                report.seconds,
+                report.matched_line,
+                report.serial_log.display()
+            );
+            artifact.booted = Some(report);
             Ok(Outcome::Done(Some(note)))
         }
         Stage::Upload(options) => {
@@ -381,7 +545,67 @@ pub async fn run(
             artifact.published = Some(published);
             Ok(Outcome::Done(Some(note)))
         }
+        Stage::Promote(options) => {
+            let target = ctx.glance.ok_or(Error::NoCloud)?;
+            let source = ctx.source.ok_or(Error::NoCloud)?;
+            let profile = artifact.profile.name.clone();
+            let name = ctx.plan.image_name(&profile);
+            let progress = upload::Progress::default();
+            let ticker = crate::pipeline::progress::start(&profile, 0, progress.clone(), false);
+            let result =
+                promote::promote(source, target, &profile, &name, options, &progress).await;
+            ticker.finish();
+            let promoted = result?;
+            let note = if promoted.skipped {
+                format!(
+                    "{} in {} already is the same build; nothing copied",
+                    promoted.image_id,
+                    target.cloud()
+                )
+            } else {
+                format!(
+                    "{} from {} is current in {} ({} bytes copied{})",
+                    name,
+                    source.cloud(),
+                    target.cloud(),
+                    promoted.bytes_sent,
+                    promoted
+                        .replaced
+                        .as_ref()
+                        .map(|r| format!(", replaced {r}"))
+                        .unwrap_or_default()
+                )
+            };
+            artifact.published = Some(promoted);
+            Ok(Outcome::Done(Some(note)))
+        }
     }
+}
+
+/// The default boot marker: the `login:` prompt of real NixOS images, or the line
+/// `HEPHAESTUS-BOOT-OK <profile>` that an image may print to say it booted (the fixture images
+/// do; a shell or kernel never starts a line with it by echoing).
+pub const DEFAULT_MARKER: &str = r"(?m)^(?:\S+ login:|HEPHAESTUS-BOOT-OK {profile}\b)";
+
+/// Boot options from the stage's options for `profile`.
+pub fn boot_options(
+    options: &BootCheckOptions,
+    profile: &str,
+    expected_sha256: Option<String>,
+) -> Result<crate::boot::BootOptions, crate::boot::Error> {
+    let template = options.marker.as_deref().unwrap_or(DEFAULT_MARKER);
+    let marker =
+        crate::boot::parse_marker(&template.replace("{profile}", &regex::escape(profile)))?;
+    let mut opts = crate::boot::BootOptions::new(marker);
+    opts.timeout = options.timeout.map(std::time::Duration::from_secs);
+    if let Some(m) = options.memory {
+        opts.memory_mib = m;
+    }
+    if let Some(a) = options.accel {
+        opts.accel = a;
+    }
+    opts.expected_sha256 = expected_sha256;
+    Ok(opts)
 }
 
 /// What a side-effecting stage would do, for `--dry-run`.
@@ -392,12 +616,26 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
         .map(|e| e.installable.clone())
         .unwrap_or_else(|| artifact.profile.attribute.clone());
     match stage {
+        Stage::SkipUnchanged => format!(
+            "would evaluate {installable}.outPath and skip the rest if cloud `{}` already has it",
+            ctx.plan.cloud.as_deref().unwrap_or("(none)")
+        ),
         Stage::Build(_) => format!("would run: nix build --json {installable}"),
+        Stage::BootCheck(_) => format!(
+            "would boot the image under {} firmware with QEMU and wait for its boot marker",
+            artifact.profile.boot
+        ),
         Stage::Verify => "would check the qcow2 header, the partition table against the firmware, the NAR hash, and compute md5/sha256/sha512".into(),
         Stage::Upload(_) => format!(
             "would publish `{}` into cloud `{}` as a hidden candidate, compare hashes, then make it current",
             ctx.plan.image_name(&artifact.profile.name),
             ctx.plan.cloud.as_deref().unwrap_or("(none: set `cloud:` or --cloud)")
+        ),
+        Stage::Promote(o) => format!(
+            "would copy the current `{}` from cloud `{}` into cloud `{}` and make it current there",
+            ctx.plan.image_name(&artifact.profile.name),
+            o.from,
+            ctx.plan.cloud.as_deref().unwrap_or("(none: set `cloud:` or --to)")
         ),
         Stage::Evaluate | Stage::Tag => String::new(),
     }

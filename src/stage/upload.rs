@@ -154,6 +154,18 @@ fn glance_err(what: impl Into<String>) -> impl FnOnce(glance::Error) -> Error {
     move |source| Error::Glance { what, source }
 }
 
+/// A profile's family of images in one cloud: its stable name and how failures are handled.
+/// Publishing and promotion share everything that happens once a candidate exists.
+#[derive(Debug, Clone, Copy)]
+pub struct Family<'a> {
+    /// Profile name (`hephaestus_profile`).
+    pub profile: &'a str,
+    /// Stable name of the current image.
+    pub name: &'a str,
+    /// Upload options (cleanup timeout, …).
+    pub options: &'a UploadOptions,
+}
+
 /// What to publish: the facts of the earlier stages that the upload needs.
 #[derive(Debug, Clone)]
 pub struct Upload<'a> {
@@ -206,15 +218,34 @@ pub struct Progress {
     sent: Arc<AtomicU64>,
 }
 
+impl Upload<'_> {
+    fn family(&self) -> Family<'_> {
+        Family {
+            profile: self.profile,
+            name: self.name,
+            options: self.options,
+        }
+    }
+}
+
 impl Progress {
     /// Bytes handed to the HTTP client so far.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
+
+    /// Count `n` more bytes sent.
+    pub fn add(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// The profile's current image under `name`, if any.
-async fn find_current(glance: &Glance, profile: &str, name: &str) -> Result<Option<Image>, Error> {
+pub async fn find_current(
+    glance: &Glance,
+    profile: &str,
+    name: &str,
+) -> Result<Option<Image>, Error> {
     let filter = ImageFilter {
         name: Some(name.to_string()),
         tags: vec![TAG_CURRENT.to_string()],
@@ -369,7 +400,8 @@ pub async fn publish(
     })
     .await?;
 
-    let replaced = make_current(glance, up, &candidate, current.as_ref()).await?;
+    let replaced =
+        make_current(glance, &up.family(), up.tags, &candidate, current.as_ref()).await?;
     Ok(Published {
         image_id: candidate,
         image_name: up.name.to_string(),
@@ -409,7 +441,7 @@ async fn attempt(glance: &Glance, up: &Upload<'_>, progress: &Progress) -> Resul
     tracing::debug!("{}: candidate {id} created", up.profile);
     match send_and_check(glance, up, &id, progress).await {
         Ok(()) => Ok(id),
-        Err(err) => Err(delete_candidate(glance, up, &id, err).await),
+        Err(err) => Err(delete_candidate(glance, &up.family(), &id, err).await),
     }
 }
 
@@ -489,14 +521,14 @@ async fn file_stream(
                 return Ok(None);
             }
             buf.truncate(filled);
-            progress.sent.fetch_add(filled as u64, Ordering::Relaxed);
+            progress.add(filled as u64);
             Ok(Some((Bytes::from(buf), file)))
         }
     }))
 }
 
 /// Delete a failed candidate, retrying while Glance is unreachable; returns the error to report.
-async fn delete_candidate(glance: &Glance, up: &Upload<'_>, id: &str, cause: Error) -> Error {
+pub async fn delete_candidate(glance: &Glance, up: &Family<'_>, id: &str, cause: Error) -> Error {
     let budget = Duration::from_secs(
         up.options
             .cleanup_timeout
@@ -536,10 +568,12 @@ async fn delete_candidate(glance: &Glance, up: &Upload<'_>, id: &str, cause: Err
     }
 }
 
-/// Make `candidate` current and demote `before` (the current image when the run began).
-async fn make_current(
+/// Make `candidate` current (with `tags` plus `current`) and demote `before` (the current
+/// image when the run began).
+pub async fn make_current(
     glance: &Glance,
-    up: &Upload<'_>,
+    up: &Family<'_>,
+    tags: &[String],
     candidate: &str,
     before: Option<&Image>,
 ) -> Result<Option<String>, Error> {
@@ -555,8 +589,7 @@ async fn make_current(
         };
         return Err(delete_candidate(glance, up, candidate, err).await);
     }
-    let tags: Vec<String> = up
-        .tags
+    let tags: Vec<String> = tags
         .iter()
         .cloned()
         .chain([TAG_CURRENT.to_string()])
@@ -604,7 +637,7 @@ async fn make_current(
 }
 
 /// Only the image just demoted keeps the `previous` tag; older generations stay, untagged.
-async fn retire_older_previous(glance: &Glance, up: &Upload<'_>, keep: &str) {
+async fn retire_older_previous(glance: &Glance, up: &Family<'_>, keep: &str) {
     let filter = ImageFilter {
         tags: vec![TAG_PREVIOUS.to_string()],
         properties: [("hephaestus_profile".to_string(), up.profile.to_string())].into(),

@@ -286,7 +286,10 @@ fn dry_run_report_lists_the_five_profiles() {
             .iter()
             .filter_map(|s| s["stage"].as_str())
             .collect();
-        assert_eq!(stages, ["evaluate", "build", "tag", "verify", "upload"]);
+        assert_eq!(
+            stages,
+            ["evaluate", "build", "tag", "verify", "boot-check", "upload"]
+        );
     }
 }
 

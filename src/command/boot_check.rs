@@ -1,0 +1,70 @@
+//! `pipeline boot-check FILE --profile P`: the boot-check stage on any local image file.
+
+use crate::cli::BootCheckArgs;
+use anyhow::Context as _;
+use hephaestus::pipeline::spec::BootCheckOptions;
+use hephaestus::stage::boot_options;
+use std::path::Path;
+
+/// Run `pipeline boot-check`.
+pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<u8> {
+    let project = super::load_project(root)?;
+    let profile = project.profiles.get(&args.profile).ok_or_else(|| {
+        super::UsageError(format!(
+            "--profile {}: no such profile (known: {})",
+            args.profile,
+            project
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if !args.file.is_file() {
+        return Err(super::UsageError(format!("{}: no such file", args.file.display())).into());
+    }
+    let options = BootCheckOptions {
+        timeout: args.timeout,
+        marker: args.marker.clone(),
+        memory: args.memory,
+        accel: args.accel,
+    };
+    let opts = boot_options(&options, &profile.name, None)
+        .map_err(|e| super::UsageError(format!("--marker: {e}")))?;
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| project.root.join(".run"))
+        .join("boot-check")
+        .join(&profile.name);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    eprintln!(
+        "booting {} under {} firmware (profile `{}`)…",
+        args.file.display(),
+        profile.boot,
+        profile.name
+    );
+    let report = runtime
+        .block_on(hephaestus::boot::boot_check(
+            &args.file,
+            profile.boot,
+            &opts,
+            &run_dir,
+        ))
+        .with_context(|| format!("{} did not boot as `{}`", args.file.display(), profile.name))?;
+    if args.json {
+        super::print_json(&report)?;
+    }
+    eprintln!(
+        "ok: booted in {:.1}s under {:?} ({}: {}); marker line {:?}; image unchanged (sha256 {})",
+        report.seconds,
+        report.firmware,
+        report.accel_used,
+        report.accel_reason,
+        report.matched_line,
+        report.sha256
+    );
+    eprintln!("serial log: {}", report.serial_log.display());
+    Ok(0)
+}

@@ -1,0 +1,64 @@
+//! `pipeline promote`: copy each profile's current image from one cloud into another and make
+//! it current there — the `promote` stage of `pipelines/promote.yaml`, from the command line.
+
+use crate::cli::PromoteArgs;
+use hephaestus::pipeline::runner::RunOptions;
+use hephaestus::pipeline::spec::PromoteOptions;
+use hephaestus::pipeline::Plan;
+use hephaestus::stage::Stage;
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+/// Run `pipeline promote`.
+pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
+    let project = super::load_project(root)?;
+    if args.from == args.to {
+        return Err(super::UsageError(format!(
+            "--from and --to are both `{}`: promotion copies between two clouds",
+            args.from
+        ))
+        .into());
+    }
+    let mut profiles = Vec::new();
+    for name in &args.profiles {
+        let profile = project
+            .profiles
+            .get(name)
+            .ok_or_else(|| super::UsageError(format!("--profile {name}: no such profile")))?;
+        profiles.push(profile.clone());
+    }
+    if profiles.is_empty() {
+        profiles = project.profiles.values().cloned().collect();
+    }
+    let plan = Plan {
+        pipeline: "promote".into(),
+        description: format!("promote from {} to {}", args.from, args.to),
+        file: "(command line)".into(),
+        cloud: Some(args.to.clone()),
+        flake: None,
+        concurrency: 1,
+        stages: vec![Stage::Promote(PromoteOptions {
+            from: args.from.clone(),
+            name: args.name.clone(),
+            generation: args.generation.clone(),
+            require_tag: args.require_tag.clone(),
+            ..PromoteOptions::default()
+        })],
+        profiles,
+    };
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        run_dir: project.root.join(".run"),
+        keep_outputs: false,
+        progress_bars: std::io::stderr().is_terminal(),
+    };
+    let lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
+    super::run::execute(
+        &project,
+        &plan,
+        &options,
+        lock_timeout,
+        args.json,
+        args.report.as_deref(),
+    )
+}

@@ -1,0 +1,44 @@
+//! `pipeline rollback`: make the previous (or a named) generation of a profile current again.
+
+use crate::cli::RollbackArgs;
+use anyhow::Context as _;
+use hephaestus::lifecycle::{self, RollbackRequest};
+use hephaestus::pipeline::runner::error_chain;
+
+/// Run `pipeline rollback`.
+pub fn run(args: &RollbackArgs) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;
+    let name = args
+        .name
+        .as_ref()
+        .map(|n| n.replace("{profile}", &args.profile));
+    let request = RollbackRequest {
+        profile: &args.profile,
+        name: name.as_deref(),
+        to: args.to.as_deref(),
+    };
+    let done = match runtime.block_on(lifecycle::rollback(&glance, &request)) {
+        Ok(done) => done,
+        Err(e) if e.is_usage() => return Err(super::UsageError(error_chain(&e)).into()),
+        Err(e) if e.left_half_done() => {
+            // Exit code 3 is "the cloud may be left inconsistent": say which images, once.
+            eprintln!("error: {}", error_chain(&e));
+            return Ok(3);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot roll back `{}` in cloud {}",
+                args.profile,
+                glance.cloud()
+            )))
+        }
+    };
+    eprintln!("{}: {}", glance.cloud(), done.message);
+    if args.json {
+        let mut doc = serde_json::to_value(&done)?;
+        doc["cloud"] = glance.cloud().into();
+        super::print_json(&doc)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,424 @@
+//! `hephaestus::boot` against real QEMU (TCG), OVMF and SeaBIOS, booting the fixture flake's
+//! images: every profile boots under its firmware, the broken ones are refused with a message
+//! that names the firmware, what was seen and the serial log, the image is unchanged, and no
+//! QEMU process is left behind.
+//!
+//! Needs `make install-boot` (QEMU, OVMF, SeaBIOS, GRUB EFI, nasm) and `make install-nix`;
+//! without them the tests fail and say so. Boots run one at a time (the machine has 2 cores
+//! and OVMF under TCG needs most of one for ~5 s); run logs stay under the target directory.
+
+use super::nix::{installable, offline_config};
+use hephaestus::boot::{self, Accel, BootOptions, Error};
+use hephaestus::firmware::Boot;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Fixtures boot in ~5 s under OVMF/TCG and < 1 s under SeaBIOS; this only bounds a hang.
+const FIXTURE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One boot at a time across the test threads.
+static BOOTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Panics (failing the test) with the fix when QEMU or its firmware is missing.
+fn require_qemu() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        match Command::new("qemu-system-x86_64").arg("--version").output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!("`qemu-system-x86_64 --version` failed: {out:?}"),
+            Err(e) => panic!(
+                "qemu-system-x86_64 cannot be run ({e}); the boot tests need QEMU, OVMF and \
+                 SeaBIOS: run `make install-boot` (scripts/install-boot.sh, as root)"
+            ),
+        }
+        if let Err(e) = boot::qemu::find_firmware(Boot::Uefi, Path::new("qemu-system-x86_64")) {
+            panic!("{e}");
+        }
+    });
+}
+
+/// The fixture outputs used here, built once: attribute -> image file.
+fn images() -> &'static HashMap<String, PathBuf> {
+    static IMAGES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let attrs: Vec<String> = ["lucy", "makise", "quinn", "generic", "sunraku"]
+            .iter()
+            .map(|p| format!("images.{p}"))
+            .chain(
+                [
+                    "uefi-disk-tagged-bios",
+                    "bios-disk-tagged-uefi",
+                    "esp-without-loader",
+                ]
+                .iter()
+                .map(|b| format!("broken.{b}")),
+            )
+            .collect();
+        let out = Command::new("nix")
+            .env("NIX_CONFIG", offline_config())
+            .args(["build", "--json", "--no-link"])
+            .args(attrs.iter().map(|a| installable(a)))
+            .output()
+            .expect("nix runs (checked by offline_config)");
+        assert!(
+            out.status.success(),
+            "building the fixtures failed (are grub-efi-amd64-bin and nasm installed? \
+             `make install-boot`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let built: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).expect("nix build --json prints JSON");
+        assert_eq!(built.len(), attrs.len(), "{built:?}");
+        // `nix build --json` does not keep the order of the installables: match each output
+        // by its derivation name, hephaestus-<profile or broken name>-image (flake.nix).
+        attrs
+            .into_iter()
+            .map(|attr| {
+                let name = attr.split_once('.').map_or(attr.as_str(), |(_, n)| n);
+                let suffix = format!("-hephaestus-{name}-image.drv");
+                let b = built
+                    .iter()
+                    .find(|b| b["drvPath"].as_str().is_some_and(|d| d.ends_with(&suffix)))
+                    .unwrap_or_else(|| panic!("no output for {attr} in {built:?}"));
+                let dir = b["outputs"]["out"].as_str().expect("an out path");
+                (attr, Path::new(dir).join("nixos.qcow2"))
+            })
+            .collect()
+    })
+}
+
+fn image(attr: &str) -> PathBuf {
+    images()
+        .get(attr)
+        .unwrap_or_else(|| panic!("{attr} is not built by images()"))
+        .clone()
+}
+
+/// A fresh run directory under the target directory (kept after the test for its logs).
+fn run_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("boot")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the run directory");
+    dir
+}
+
+fn sha256(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn options(profile: &str) -> BootOptions {
+    BootOptions {
+        timeout: Some(FIXTURE_TIMEOUT),
+        accel: Accel::Tcg,
+        memory_mib: 256,
+        cpus: 1,
+        ..BootOptions::new(boot::fixture_marker(profile))
+    }
+}
+
+/// No process whose command line mentions `dir` (QEMU's serial log is in it) is alive.
+fn assert_no_qemu_in(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let Ok(entry) = entry else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            !cmdline.contains(&needle) || !cmdline.contains("qemu"),
+            "a QEMU process is still running: pid {:?}: {cmdline}",
+            entry.file_name()
+        );
+    }
+}
+
+async fn boot_ok(profile: &str, boot: Boot) {
+    require_qemu();
+    let img = image(&format!("images.{profile}"));
+    let before = sha256(&img);
+    let dir = run_dir(&format!("ok-{profile}"));
+    let report = {
+        let _one = BOOTING.lock().await;
+        boot::boot_check(&img, boot, &options(profile), &dir)
+            .await
+            .unwrap_or_else(|e| panic!("{profile} ({boot}) did not boot: {e}"))
+    };
+    assert_eq!(report.matched_line, format!("HEPHAESTUS-BOOT-OK {profile}"));
+    assert_eq!(report.accel_used, Accel::Tcg);
+    assert_eq!(report.firmware.boot, boot);
+    assert_eq!(report.sha256, before, "the report's digest is the image's");
+    assert_eq!(sha256(&img), before, "{} changed", img.display());
+    assert!(report.serial_log.starts_with(&dir));
+    let log = std::fs::read_to_string(&report.serial_log).unwrap_or_default();
+    assert!(log.contains(&format!("-OK {profile}")), "{log}");
+    let pid = report.qemu_pid.expect("QEMU's pid");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU (pid {pid}) is still there"
+    );
+    assert_no_qemu_in(&dir);
+    eprintln!("{profile}: {boot} boot in {:.2} s", report.seconds);
+}
+
+#[tokio::test]
+async fn lucy_boots_under_ovmf() {
+    boot_ok("lucy", Boot::Uefi).await;
+}
+
+#[tokio::test]
+async fn makise_boots_under_ovmf() {
+    boot_ok("makise", Boot::Uefi).await;
+}
+
+#[tokio::test]
+async fn quinn_boots_under_ovmf() {
+    boot_ok("quinn", Boot::Uefi).await;
+}
+
+#[tokio::test]
+async fn generic_boots_under_ovmf() {
+    boot_ok("generic", Boot::Uefi).await;
+}
+
+#[tokio::test]
+async fn sunraku_boots_under_seabios() {
+    boot_ok("sunraku", Boot::Bios).await;
+}
+
+#[tokio::test]
+async fn uefi_disk_tagged_bios_is_refused_by_the_precheck() {
+    require_qemu();
+    let img = image("broken.uefi-disk-tagged-bios");
+    let dir = run_dir("uefi-disk-tagged-bios");
+    let err = boot::boot_check(&img, Boot::Bios, &options("sunraku"), &dir)
+        .await
+        .expect_err("a UEFI-only disk must not pass under SeaBIOS");
+    assert!(matches!(err, Error::WrongDisk { .. }), "{err:?}");
+    let msg = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(msg.contains("bios firmware"), "{msg}");
+    assert!(msg.contains("nothing was booted"), "{msg}");
+    assert!(msg.contains("protective MBR"), "{msg}");
+    assert!(
+        !dir.join("serial.log").exists(),
+        "QEMU must not have been started"
+    );
+}
+
+#[test]
+fn an_mbr_without_boot_code_is_refused_by_the_precheck() {
+    // An MBR partition table SeaBIOS would accept, but zero boot code: it would hang.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("blank.raw");
+    std::fs::File::create(&raw)
+        .and_then(|f| f.set_len(4 << 20))
+        .expect("raw disk");
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["--quiet"])
+        .arg(&raw)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk (make install-nix)");
+    std::io::Write::write_all(
+        sfdisk.stdin.as_mut().expect("stdin"),
+        b"label: dos\nstart=2048, type=83, bootable\n",
+    )
+    .expect("sfdisk input");
+    assert!(sfdisk.wait().expect("sfdisk").success());
+    let img = dir.path().join("blank.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .args([&raw, &img])
+        .status()
+        .expect("qemu-img");
+    assert!(st.success());
+    let err = boot::precheck(&img, Boot::Bios).expect_err("no boot code");
+    assert!(matches!(err, Error::NoBootCode { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("bios firmware"), "{msg}");
+    assert!(msg.contains("first 440 bytes are zero"), "{msg}");
+}
+
+#[tokio::test]
+async fn esp_without_fallback_loader_is_refused_by_the_precheck() {
+    require_qemu();
+    let img = image("broken.esp-without-loader");
+    let dir = run_dir("esp-without-loader");
+    let err = boot::boot_check(&img, Boot::Uefi, &options("lucy"), &dir)
+        .await
+        .expect_err("no BOOTX64.EFI");
+    assert!(matches!(err, Error::NoFallbackLoader { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("uefi firmware"), "{msg}");
+    assert!(msg.contains("\\EFI\\BOOT\\BOOTX64.EFI"), "{msg}");
+    assert!(msg.contains("missing"), "{msg}");
+    assert!(!dir.join("serial.log").exists());
+}
+
+#[tokio::test]
+async fn bios_disk_under_ovmf_fails_early_in_the_uefi_shell() {
+    require_qemu();
+    let img = image("broken.bios-disk-tagged-uefi");
+    // The pre-check would refuse it (an MBR disk has no ESP); boot it anyway to prove the
+    // firmware's own failure is caught at once rather than at the timeout.
+    assert!(matches!(
+        boot::precheck(&img, Boot::Uefi),
+        Err(Error::WrongDisk { .. })
+    ));
+    let before = sha256(&img);
+    let dir = run_dir("bios-disk-tagged-uefi");
+    let opts = BootOptions {
+        precheck: false,
+        ..options("lucy")
+    };
+    let err = {
+        let _one = BOOTING.lock().await;
+        boot::boot_check(&img, Boot::Uefi, &opts, &dir)
+            .await
+            .expect_err("OVMF has no CSM: a BIOS disk must not boot")
+    };
+    let Error::BootFailed { line, ev } = &err else {
+        panic!("expected BootFailed, got {err:?}");
+    };
+    assert!(
+        line.contains("UEFI Interactive Shell") || line.contains("Press ESC"),
+        "{line}"
+    );
+    // BootFailed, not Timeout: the shell was recognised as it appeared.
+    assert!(ev.tail.contains("UEFI Interactive Shell"), "{}", ev.tail);
+    let msg = err.to_string();
+    assert!(msg.contains("uefi firmware (OVMF"), "{msg}");
+    assert!(
+        msg.contains(&dir.join("serial.log").display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("  | "),
+        "the message quotes the log's last lines: {msg}"
+    );
+    assert_eq!(sha256(&img), before);
+    assert_no_qemu_in(&dir);
+}
+
+#[tokio::test]
+async fn a_hung_guest_is_killed_at_the_timeout() {
+    // A UEFI-only disk under SeaBIOS hangs after "Booting from Hard Disk..." for ever.
+    require_qemu();
+    let img = image("broken.uefi-disk-tagged-bios");
+    let dir = run_dir("hung-guest");
+    let opts = BootOptions {
+        precheck: false,
+        timeout: Some(Duration::from_secs(5)),
+        ..options("sunraku")
+    };
+    let err = {
+        let _one = BOOTING.lock().await;
+        boot::boot_check(&img, Boot::Bios, &opts, &dir)
+            .await
+            .expect_err("a hung guest must fail")
+    };
+    let Error::Timeout { ev, .. } = &err else {
+        panic!("expected Timeout, got {err:?}");
+    };
+    assert!(ev.tail.contains("Booting from Hard Disk"), "{}", ev.tail);
+    let msg = err.to_string();
+    assert!(msg.contains("bios firmware (SeaBIOS"), "{msg}");
+    assert!(msg.contains("within 5 s"), "{msg}");
+    assert!(msg.contains("serial.log"), "{msg}");
+    assert_no_qemu_in(&dir);
+}
+
+#[tokio::test]
+async fn a_changed_digest_is_an_error() {
+    // The digest the caller vouches for differs from the file after the boot: refused.
+    require_qemu();
+    let img = image("images.sunraku");
+    let dir = run_dir("digest-mismatch");
+    let opts = BootOptions {
+        expected_sha256: Some("0".repeat(64)),
+        ..options("sunraku")
+    };
+    let err = {
+        let _one = BOOTING.lock().await;
+        boot::boot_check(&img, Boot::Bios, &opts, &dir)
+            .await
+            .expect_err("digest mismatch")
+    };
+    let Error::ImageChanged { before, after, .. } = &err else {
+        panic!("expected ImageChanged, got {err:?}");
+    };
+    assert_eq!(before, &"0".repeat(64));
+    assert_eq!(after, &sha256(&img));
+}
+
+#[tokio::test]
+async fn auto_accel_falls_back_to_a_working_choice() {
+    // Whatever KVM does on this machine, `auto` must end in a boot that passes.
+    require_qemu();
+    let img = image("images.sunraku");
+    let dir = run_dir("auto-accel");
+    let opts = BootOptions {
+        accel: Accel::Auto,
+        ..options("sunraku")
+    };
+    let report = {
+        let _one = BOOTING.lock().await;
+        boot::boot_check(&img, Boot::Bios, &opts, &dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_ne!(report.accel_used, Accel::Auto);
+    assert!(!report.accel_reason.is_empty());
+    eprintln!(
+        "auto, bios: {} ({})",
+        report.accel_used, report.accel_reason
+    );
+    assert_no_qemu_in(&dir);
+    // The OVMF probe, which is what dies under a KVM without vmx/svm.
+    let qemu = Path::new("qemu-system-x86_64");
+    let ovmf = boot::qemu::find_firmware(Boot::Uefi, qemu).unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let (accel, reason) = {
+        let _one = BOOTING.lock().await;
+        boot::accel::resolve(Accel::Auto, qemu, &ovmf, &dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_ne!(accel, Accel::Auto);
+    eprintln!(
+        "auto, uefi: {accel} ({reason}), decided in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_no_qemu_in(&dir);
+}
+
+#[tokio::test]
+async fn missing_qemu_names_the_install_target() {
+    let dir = run_dir("missing-qemu");
+    let opts = BootOptions {
+        qemu: PathBuf::from("/nonexistent/qemu-system-x86_64"),
+        precheck: false,
+        expected_sha256: Some("0".repeat(64)),
+        ..options("sunraku")
+    };
+    let err = boot::boot_check(Path::new("/nonexistent.qcow2"), Boot::Bios, &opts, &dir)
+        .await
+        .expect_err("no QEMU");
+    assert!(matches!(err, Error::QemuMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("make install-boot"), "{err}");
+}
