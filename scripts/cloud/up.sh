@@ -134,7 +134,9 @@ CONF
 [DEFAULT]
 log_file = $LOG/keystone.log
 [database]
-connection = sqlite:///$DATA/keystone.sqlite
+# pysqlite waits this long for a lock instead of failing at once with "database is locked"
+# (parallel token checks and writes happen when several tests publish at the same time).
+connection = sqlite:///$DATA/keystone.sqlite?timeout=30
 [token]
 provider = fernet
 [fernet_tokens]

@@ -12,6 +12,8 @@ fn row(image: &Image) -> serde_json::Value {
         "current"
     } else if image.tags.iter().any(|t| t == "previous") {
         "previous"
+    } else if image.tags.iter().any(|t| t == "rolled-back") {
+        "rolled-back"
     } else if image.tags.iter().any(|t| t == "candidate") {
         "candidate"
     } else {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Open the cloud session; refused credentials or configuration are exit code 2.
 pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
+    let name = cloud.unwrap_or("(from OS_CLOUD / OS_*)");
     match glance::connect(cloud).await {
         Ok(g) => Ok(g),
         Err(e)
@@ -21,19 +22,18 @@ pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
             ) =>
         {
             let message = format!(
-                "cannot publish: authentication to cloud `{}` failed: {}; nothing was built or created \
-                 (check clouds.yaml / OS_CLIENT_CONFIG_FILE, --cloud, or the OS_* variables)",
-                cloud.unwrap_or("(from OS_CLOUD / OS_*)"),
+                "authentication to cloud `{name}` failed: {} (check clouds.yaml / \
+                 OS_CLIENT_CONFIG_FILE, --cloud, or the OS_* variables)",
                 hephaestus::pipeline::runner::error_chain(&e)
             );
             Err(super::UsageError(message).into())
         }
-        Err(e) => {
-            Err(anyhow::Error::new(e)
-                .context("cannot reach the cloud; nothing was built or created"))
-        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot reach cloud `{name}`"))),
     }
 }
+
+/// Said when a run stops before its first stage.
+const NOTHING_DONE: &str = "nothing was built or published";
 
 /// Run `pipeline run`.
 pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<u8> {
@@ -130,11 +130,23 @@ pub fn execute(
         for stage in &plan.stages {
             match stage {
                 Stage::Upload(_) | Stage::SkipUnchanged if clouds.target.is_none() => {
-                    clouds.target = Some(runtime.block_on(connect(plan.cloud.as_deref()))?);
+                    clouds.target = Some(
+                        runtime
+                            .block_on(connect(plan.cloud.as_deref()))
+                            .context(NOTHING_DONE)?,
+                    );
                 }
                 Stage::Promote(o) => {
-                    clouds.target = Some(runtime.block_on(connect(plan.cloud.as_deref()))?);
-                    clouds.source = Some(runtime.block_on(connect(Some(&o.from)))?);
+                    clouds.target = Some(
+                        runtime
+                            .block_on(connect(plan.cloud.as_deref()))
+                            .context(NOTHING_DONE)?,
+                    );
+                    clouds.source = Some(
+                        runtime
+                            .block_on(connect(Some(&o.from)))
+                            .context(NOTHING_DONE)?,
+                    );
                 }
                 _ => {}
             }

@@ -5,7 +5,9 @@
 //! forward (to a newer one, e.g. undoing a rollback with `--to`), it is tagged `previous`,
 //! exactly as a publish would have left it. Either way the target gets the stable name, is
 //! unhidden and tagged `current` (and loses `previous`/`rolled-back`); the replaced image gets
-//! `{name}-{generation}` and is hidden.
+//! `{name}-{generation}` and is hidden. After going back no generation is tagged `previous`,
+//! so a second plain rollback changes nothing and going further back takes an explicit
+//! `--to`; after going forward only the replaced image is, as after a publish.
 //!
 //! Order of the two changes: the old current image is taken out of service first, then the
 //! target is made current. Promoting first would, if the second step failed, leave two

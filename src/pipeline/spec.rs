@@ -187,6 +187,10 @@ pub struct UploadOptions {
     /// (default 120: long enough for a restarted Glance to come back).
     #[serde(default)]
     pub cleanup_timeout: Option<u64>,
+    /// Generations of the profile kept after a publish, the current one included (default
+    /// 3); current, previous, protected and `keep`-tagged images are never deleted.
+    #[serde(default)]
+    pub keep: Option<u32>,
 }
 
 /// Options of the `boot-check` stage.

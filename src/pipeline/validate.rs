@@ -699,6 +699,19 @@ fn check_stages(
                 format!("write it as `- {name}`"),
             ));
         }
+        let visibility = match &stage {
+            Stage::Upload(o) => o.visibility,
+            Stage::Promote(o) => o.visibility,
+            _ => None,
+        };
+        if visibility == Some(crate::glance::Visibility::Unknown) {
+            out.push(Diagnostic::at(
+                file,
+                loc,
+                format!("stage `{name}` has an unknown visibility"),
+                "use one of: private, shared, community, public",
+            ));
+        }
         if let Stage::BootCheck(o) = &stage {
             if let Some(marker) = &o.marker {
                 if let Err(e) = crate::boot::parse_marker(&marker.replace("{profile}", "p")) {

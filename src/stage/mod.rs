@@ -520,6 +520,29 @@ pub async fn run(
             let result = upload::publish(glance, &up, &progress).await;
             ticker.finish();
             let published = result?;
+            // Retention never fails a publish that succeeded: what it could not do is logged.
+            let retention = if published.skipped {
+                String::new()
+            } else {
+                let keep = options.keep.unwrap_or(crate::lifecycle::DEFAULT_KEEP);
+                match crate::lifecycle::apply_retention(glance, &ev.profile, &name, keep).await {
+                    Ok(r) if !r.deleted.is_empty() || !r.hidden.is_empty() || !r.ok() => format!(
+                        "; retention (keep {keep}): {} deleted, {} hidden, {} failed",
+                        r.deleted.len(),
+                        r.hidden.len(),
+                        r.failed.len()
+                    ),
+                    Ok(_) => String::new(),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{}: retention not applied: {}",
+                            ev.profile,
+                            crate::pipeline::runner::error_chain(&e)
+                        );
+                        String::new()
+                    }
+                }
+            };
             let note = if published.skipped {
                 format!(
                     "{} already current with the same build; nothing sent",
@@ -527,7 +550,7 @@ pub async fn run(
                 )
             } else {
                 format!(
-                    "{} is current ({} bytes sent{}{})",
+                    "{} is current ({} bytes sent{}{}){retention}",
                     published.image_id,
                     published.bytes_sent,
                     published

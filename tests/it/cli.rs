@@ -128,6 +128,24 @@ const BAD: &[(&str, &str, u32, &str)] = &[
         1,
         "unknown field `legacy_bois`",
     ),
+    (
+        "unknown-visibility",
+        "pipelines/publish-all.yaml",
+        8,
+        "unknown visibility",
+    ),
+    (
+        "bad-boot-marker",
+        "pipelines/publish-all.yaml",
+        8,
+        "marker is not a valid regex",
+    ),
+    (
+        "promote-without-source",
+        "pipelines/promote.yaml",
+        5,
+        "`promote` needs the cloud to copy from",
+    ),
 ];
 
 #[test]
