@@ -215,6 +215,10 @@ pub struct PromoteArgs {
     /// Seconds to wait for another run publishing into the target cloud (0: do not wait).
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub lock_timeout: u64,
+    /// Where runs keep their locks (default: ROOT/.run); the same as `pipeline run`'s, so
+    /// both queue on one lock per cloud.
+    #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
 }
 
 /// `pipeline images`

@@ -4,6 +4,9 @@ Shared by the `make bench` runners (verify.py, publish.py).
 
 - CPU time (user, sys) and peak RSS come from GNU time (`/usr/bin/time -f`), i.e. the kernel's
   wait4() rusage of the command and every descendant it waited for.
+- The command's own peak RSS (without its children, e.g. the `nix` processes `pipeline`
+  runs) is its VmHWM from /proc/<pid>/status, sampled every 50 ms; VmHWM only grows, so the
+  last sample before exit is the peak up to the final 50 ms.
 - Wall time is taken here with a monotonic clock in nanoseconds (GNU time's %e has 10 ms steps).
 - Bytes read come from /proc/<pid>/io of the GNU time process, read after it has exited but
   before it is reaped (waitid with WNOWAIT): the kernel folds a reaped child's counters into its
@@ -19,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -33,10 +37,12 @@ class Sample:
     wall: float  # seconds
     user: float  # seconds
     sys: float  # seconds
-    rss_kib: int  # peak resident set, KiB
+    rss_kib: int  # peak resident set of the command and its children, KiB
+    own_rss_kib: int  # peak resident set of the command alone (sampled VmHWM), KiB
     rchar: int  # bytes returned by read() calls
     read_bytes: int  # bytes fetched from the block device
     stdout: str
+    stderr: str
 
     @property
     def cpu(self) -> float:
@@ -52,30 +58,67 @@ def _io_counters(pid: int) -> dict:
         return {k: int(v) for k, v in (line.split(":") for line in f if ":" in line)}
 
 
-def run(argv: list, env=None) -> Sample:
-    """Run argv (stdin closed, stdout kept, stderr kept for the error) and measure it."""
+class _HwmSampler(threading.Thread):
+    """Samples VmHWM of the command GNU time runs (GNU time's only child)."""
+
+    def __init__(self, time_pid: int):
+        super().__init__(daemon=True)
+        self.time_pid = time_pid
+        self.stop = threading.Event()
+        self.hwm_kib = 0
+
+    def run(self) -> None:
+        child = None
+        while not self.stop.is_set():
+            try:
+                if child is None:
+                    path = f"/proc/{self.time_pid}/task/{self.time_pid}/children"
+                    with open(path) as f:
+                        pids = f.read().split()
+                    child = int(pids[0]) if pids else None
+                if child is not None:
+                    with open(f"/proc/{child}/status") as f:
+                        for line in f:
+                            if line.startswith("VmHWM:"):
+                                self.hwm_kib = max(self.hwm_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            self.stop.wait(0.05)
+
+
+def run(argv: list, env=None, stdin_path=None) -> Sample:
+    """Run argv and measure it: stdin is stdin_path (else closed), stdout is kept, stderr
+    only for the error. Bytes the command reads from stdin count in its `rchar`."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         rusage = os.path.join(tmp, "rusage")
         out_path = os.path.join(tmp, "stdout")
         err_path = os.path.join(tmp, "stderr")
+        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             start = time.perf_counter_ns()
             proc = subprocess.Popen(
                 [GNU_TIME, "-f", "%U %S %M", "-o", rusage, *argv],
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=out,
                 stderr=err,
                 env=env,
             )
+            sampler = _HwmSampler(proc.pid)
+            sampler.start()
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             wall = (time.perf_counter_ns() - start) / 1e9
             io = _io_counters(proc.pid)
+            sampler.stop.set()
+            sampler.join()
             status = proc.wait()
+        if stdin_path:
+            stdin.close()
         with open(out_path, errors="replace") as f:
             stdout = f.read()
+        with open(err_path, errors="replace") as f:
+            stderr = f.read()
         if status != 0:
-            with open(err_path, errors="replace") as f:
-                tail = f.read().splitlines()[-20:]
+            tail = stderr.splitlines()[-20:]
             raise CommandFailed(
                 f"{' '.join(argv)}: exit status {status}\n" + "\n".join(tail)
             )
@@ -87,9 +130,11 @@ def run(argv: list, env=None) -> Sample:
         user=float(user),
         sys=float(sys_),
         rss_kib=int(rss),
+        own_rss_kib=sampler.hwm_kib,
         rchar=io.get("rchar", 0),
         read_bytes=io.get("read_bytes", 0),
         stdout=stdout,
+        stderr=stderr,
     )
 
 
@@ -119,6 +164,10 @@ class Summary:
     @property
     def rss_mib(self) -> float:
         return max(s.rss_kib for s in self.samples) / 1024
+
+    @property
+    def own_rss_mib(self) -> float:
+        return max(s.own_rss_kib for s in self.samples) / 1024
 
     @property
     def rchar_mib(self) -> float:

@@ -23,6 +23,7 @@ image=$("$here/image.sh")
 files=("$image")
 store_args=()
 if [ "${BENCH_NIX:-1}" != 0 ] && command -v nix-store >/dev/null 2>&1; then
+  # shellcheck source=scripts/nix-env.sh
   . scripts/nix-env.sh
   mkdir -p "$out_dir"
   echo "bench: adding the image to the Nix store" >&2
@@ -40,5 +41,5 @@ echo "bench: warming the page cache (reading ${files[*]})" >&2
 cat "${files[@]}" >/dev/null
 
 echo "bench: $rounds rounds, tools alternating" >&2
-python3 "$here/verify.py" --pipeline "$pipeline" --root "$root" --image "$image" \
+python3 -B "$here/verify.py" --pipeline "$pipeline" --root "$root" --image "$image" \
   "${store_args[@]}" --profile lucy --rounds "$rounds" --out "$out_dir/verify.md"

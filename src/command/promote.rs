@@ -48,7 +48,11 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
     };
     let options = RunOptions {
         dry_run: args.dry_run,
-        run_dir: project.root.join(".run"),
+        run_dir: std::path::absolute(
+            args.run_dir
+                .clone()
+                .unwrap_or_else(|| project.root.join(".run")),
+        )?,
         keep_outputs: false,
         progress_bars: std::io::stderr().is_terminal(),
     };

@@ -264,7 +264,7 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
             .as_ref()
             .map(|p| p.image_id.clone())
             .or_else(|| artifact.unchanged.clone()),
-        bytes_sent: artifact.published.as_ref().map_or(0, |p| p.bytes_sent),
+        bytes_sent: artifact.bytes_sent,
         boot_seconds: artifact.booted.as_ref().map(|b| b.seconds),
         cleanup_failed,
         store_path: artifact

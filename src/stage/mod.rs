@@ -199,6 +199,8 @@ pub struct Artifact {
     pub unchanged: Option<String>,
     /// Filled by `boot-check`.
     pub booted: Option<crate::boot::BootReport>,
+    /// Image bytes sent to a cloud so far, failed attempts included.
+    pub bytes_sent: u64,
 }
 
 impl Artifact {
@@ -213,6 +215,7 @@ impl Artifact {
             published: None,
             unchanged: None,
             booted: None,
+            bytes_sent: 0,
         }
     }
 }
@@ -519,6 +522,7 @@ pub async fn run(
             );
             let result = upload::publish(glance, &up, &progress).await;
             ticker.finish();
+            artifact.bytes_sent += progress.sent();
             let published = result?;
             // Retention never fails a publish that succeeded: what it could not do is logged.
             let retention = if published.skipped {
@@ -578,6 +582,7 @@ pub async fn run(
             let result =
                 promote::promote(source, target, &profile, &name, options, &progress).await;
             ticker.finish();
+            artifact.bytes_sent += progress.sent();
             let promoted = result?;
             let note = if promoted.skipped {
                 format!(

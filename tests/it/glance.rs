@@ -129,6 +129,8 @@ fn assert_hashes(image: &Image, bytes: &[u8]) {
 
 #[tokio::test]
 async fn glance_import_info_offers_glance_direct_on_both_clouds() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     for name in ["local", "local-prod"] {
         let info = cloud(name).await.import_info().await.unwrap();
         assert!(info.offers("glance-direct"), "{name}: {info:?}");
@@ -138,6 +140,8 @@ async fn glance_import_info_offers_glance_direct_on_both_clouds() {
 
 #[tokio::test]
 async fn glance_streamed_upload_keeps_properties_and_hashes_match() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let mut new = raw_image(&unique("upload"));
     new.os_hidden = true;
@@ -164,6 +168,8 @@ async fn glance_streamed_upload_keeps_properties_and_hashes_match() {
 
 #[tokio::test]
 async fn glance_stage_then_glance_direct_import_becomes_active() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local-prod").await;
     let image = glance
         .create_image(&raw_image(&unique("stage")))
@@ -185,6 +191,8 @@ async fn glance_stage_then_glance_direct_import_becomes_active() {
 
 #[tokio::test]
 async fn glance_listing_filters_by_property_tag_status_and_hidden() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let run = unique("list");
     let mut visible = raw_image(&format!("{run}-visible"));
@@ -246,6 +254,8 @@ async fn glance_listing_filters_by_property_tag_status_and_hidden() {
 
 #[tokio::test]
 async fn glance_json_patch_updates_name_properties_tags_and_hidden() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let mut new = raw_image(&unique("patch"));
     new.os_hidden = true;
@@ -292,6 +302,8 @@ async fn glance_json_patch_updates_name_properties_tags_and_hidden() {
 
 #[tokio::test]
 async fn glance_errors_carry_kinds_from_http_statuses() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let missing = glance
         .get_image("00000000-0000-4000-8000-000000000000")
@@ -353,6 +365,8 @@ async fn glance_errors_carry_kinds_from_http_statuses() {
 
 #[tokio::test]
 async fn glance_failing_body_stream_is_reported_and_image_goes_back_to_queued() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let image = glance
         .create_image(&raw_image(&unique("broken")))
@@ -377,6 +391,8 @@ async fn glance_failing_body_stream_is_reported_and_image_goes_back_to_queued() 
 
 #[tokio::test]
 async fn glance_wait_gives_up_naming_the_image_and_its_status() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let name = unique("never");
     let image = glance.create_image(&raw_image(&name)).await.unwrap();
@@ -398,6 +414,8 @@ async fn glance_wait_gives_up_naming_the_image_and_its_status() {
 
 #[tokio::test]
 async fn glance_clouds_are_independent() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let staging = cloud("local").await;
     let production = cloud("local-prod").await;
     assert_ne!(staging.base_url(), production.base_url());
@@ -412,6 +430,8 @@ async fn glance_clouds_are_independent() {
 
 #[tokio::test]
 async fn glance_bad_password_is_an_auth_error_and_secrets_stay_out_of_messages() {
+    // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
+    let _cloud = crate::cloud::shared();
     let glance = cloud("local").await;
     let mut clouds = clouds_json();
     let password = clouds["clouds"]["local"]["auth"]["password"]

@@ -2,8 +2,14 @@
 mod boot;
 mod build;
 mod cli;
+mod cloud;
 mod glance;
 mod image;
+mod lifecycle;
+mod nightly;
 mod nix;
 mod prod_flake;
+mod promote;
+mod proxy;
+mod publish;
 mod util;

@@ -1,0 +1,423 @@
+//! The nightly pipeline against the real local cloud (`make cloud-up`): the `skip-unchanged`
+//! stage compares the flake's evaluated output paths with the cloud's current images, so a
+//! second run with the same flake builds and sends nothing, and a changed flake is rebuilt and
+//! published. Also the per-cloud run lock: a run that finds another holding the lock of its
+//! cloud exits with a clear message instead of racing it.
+//!
+//! Isolation: each test runs a copy of `pipelines/nightly.yaml` whose upload name is
+//! `<unique prefix>-{profile}` (and without `boot-check`, which the publish tests prove), with
+//! its own `HEPHAESTUS_RUN_DIR`. Its images are deleted when it passes and kept when it fails.
+//! Every test fails, naming `make cloud-up`, when the cloud is not running.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hephaestus::glance::{Image, ImageStatus};
+use serde_json::Value;
+
+use crate::cloud::{self, Cleanup, Cloud};
+use crate::util::{self, Ran};
+
+const PROFILES: [&str; 5] = ["generic", "lucy", "makise", "quinn", "sunraku"];
+
+/// One test's nightly pipeline copy, run directory and images.
+struct Nightly {
+    prefix: String,
+    dir: tempfile::TempDir,
+    pipeline: PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl Nightly {
+    /// Checks the cloud is up, then writes `<tmp>/nightly.yaml`: the shipped nightly pipeline
+    /// with upload name `<prefix>-{profile}` and no `boot-check`.
+    fn new(test: &str) -> Nightly {
+        cloud::require_up();
+        let prefix = cloud::unique_prefix(&format!("nightly-{test}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shipped = std::fs::read_to_string(util::repo().join("pipelines/nightly.yaml"))
+            .expect("read pipelines/nightly.yaml");
+        let from = "name: \"hephaestus-{profile}\"";
+        for needle in [from, "- skip-unchanged", "- boot-check:\n      accel: auto"] {
+            assert!(
+                shipped.contains(needle),
+                "pipelines/nightly.yaml no longer says {needle:?}; adapt this test"
+            );
+        }
+        let text: String = shipped
+            .replace(from, &format!("name: \"{prefix}-{{profile}}\""))
+            .lines()
+            .filter(|l| !l.contains("- boot-check:") && !l.trim_start().starts_with("accel:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            !text.contains("- boot-check"),
+            "could not remove boot-check from the pipeline copy:\n{text}"
+        );
+        let pipeline = dir.path().join("nightly.yaml");
+        std::fs::write(&pipeline, text).expect("write the pipeline copy");
+        Nightly {
+            _cleanup: Cleanup {
+                prefix: prefix.clone(),
+            },
+            prefix,
+            dir,
+            pipeline,
+        }
+    }
+
+    fn stable(&self, profile: &str) -> String {
+        format!("{}-{profile}", self.prefix)
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// A copy of the fixture flake whose `generation` file says `content` (the same text in
+    /// every run, so Nix builds it once): every image changes.
+    fn changed_flake(&self, content: &str) -> PathBuf {
+        let flake = self.dir.path().join(format!("flake-{content}"));
+        util::copy_tree(&fixture_flake(), &flake);
+        std::fs::write(flake.join("generation"), format!("{content}\n")).expect("write generation");
+        flake
+    }
+
+    /// `pipeline [-v] --root <repo> run <copy> --cloud local --flake FLAKE --json
+    /// [--profile P]... EXTRA` with this test's run directory, the harness's clouds.yaml and
+    /// offline Nix.
+    fn command(&self, flake: &Path, profiles: &[&str], verbose: bool, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
+        if verbose {
+            cmd.arg("-v");
+        }
+        cmd.arg("--root")
+            .arg(util::repo())
+            .arg("run")
+            .arg(&self.pipeline)
+            .args(["--cloud", "local", "--json", "--flake"])
+            .arg(flake);
+        for p in profiles {
+            cmd.args(["--profile", p]);
+        }
+        cmd.args(extra)
+            .env("HEPHAESTUS_RUN_DIR", self.run_dir())
+            .env("OS_CLIENT_CONFIG_FILE", cloud::clouds_yaml())
+            .env("NIX_CONFIG", crate::nix::offline_config())
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_AUTH_URL")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Runs the nightly to completion and expects success; returns the run and its report.
+    fn run(&self, flake: &Path, profiles: &[&str], verbose: bool) -> (Ran, Value) {
+        let mut cmd = self.command(flake, profiles, verbose, &[]);
+        let out = cmd.output().expect("spawn pipeline");
+        let ran = ran(
+            format!("{cmd:?}"),
+            out.status.code(),
+            &out.stdout,
+            &out.stderr,
+        );
+        ran.expect_code(0);
+        let report = report(&ran);
+        assert_eq!(report["ok"], true, "{ran}");
+        (ran, report)
+    }
+
+    /// Every image of the test in `local`, hidden ones included, by id (sorted).
+    fn image_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Cloud::connect("local-admin")
+            .images_named(&self.prefix)
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn fixture_flake() -> PathBuf {
+    util::repo().join("fixtures/flake")
+}
+
+fn ran(what: String, code: Option<i32>, stdout: &[u8], stderr: &[u8]) -> Ran {
+    let ran = Ran {
+        what,
+        code: code.unwrap_or(-1),
+        stdout: String::from_utf8_lossy(stdout).into_owned(),
+        stderr: String::from_utf8_lossy(stderr).into_owned(),
+    };
+    assert!(!ran.stderr.contains("panicked"), "the tool panicked\n{ran}");
+    ran
+}
+
+/// The JSON report on stdout.
+fn report(ran: &Ran) -> Value {
+    serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON report ({e})\n{ran}"))
+}
+
+/// The report's entry of `profile`.
+fn entry<'a>(report: &'a Value, profile: &str) -> &'a Value {
+    report["images"]
+        .as_array()
+        .and_then(|images| images.iter().find(|i| i["profile"] == profile))
+        .unwrap_or_else(|| panic!("the report has no image of {profile}: {report:#}"))
+}
+
+fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
+    entry[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("report entry lacks a string `{key}`: {entry:#}"))
+}
+
+fn number(entry: &Value, key: &str) -> u64 {
+    entry[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report entry lacks a number `{key}`: {entry:#}"))
+}
+
+/// The status of stage `stage` in a report entry.
+fn stage_status<'a>(entry: &'a Value, stage: &str) -> &'a str {
+    entry["stages"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stage"] == stage))
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or_else(|| panic!("no stage `{stage}` in {entry:#}"))
+}
+
+/// The debug lines of `-v` that start a `nix` command whose subcommand is `sub`.
+fn nix_runs<'a>(stderr: &'a str, sub: &str) -> Vec<&'a str> {
+    let needle = format!(" {sub} ");
+    stderr
+        .lines()
+        .filter(|l| {
+            l.split_once("running ")
+                .is_some_and(|(_, cmd)| cmd.contains("nix") && cmd.contains(&needle))
+        })
+        .collect()
+}
+
+fn has(image: &Image, tag: &str) -> bool {
+    image.tags.iter().any(|t| t == tag)
+}
+
+/// `image` is the current image named `stable`.
+fn assert_current(image: &Image, stable: &str) {
+    let facts = cloud::describe(image);
+    assert_eq!(image.name.as_deref(), Some(stable), "{facts}");
+    assert_eq!(image.status, ImageStatus::Active, "{facts}");
+    assert!(!image.os_hidden, "the current image is visible: {facts}");
+    assert!(has(image, "current"), "{facts}");
+    assert!(
+        !has(image, "candidate") && !has(image, "previous"),
+        "{facts}"
+    );
+}
+
+#[test]
+fn nightly_publishes_then_builds_and_sends_nothing_until_the_flake_changes() {
+    let _cloud = cloud::shared();
+    let s = Nightly::new("skip");
+    let flake = fixture_flake();
+
+    // First night: nothing in the cloud yet, every profile is built and published, after ONE
+    // evaluation of every profile's output path.
+    let (ran, first) = s.run(&flake, &[], true);
+    for profile in PROFILES {
+        let e = entry(&first, profile);
+        assert_eq!(text(e, "status"), "published", "{profile}\n{ran}");
+        assert_eq!(stage_status(e, "skip-unchanged"), "ok", "{profile}");
+        assert_eq!(stage_status(e, "build"), "ok", "{profile}");
+        assert_eq!(number(e, "bytes_sent"), number(e, "size"), "{profile}");
+    }
+    let evals = nix_runs(&ran.stderr, "eval");
+    assert_eq!(
+        evals.len(),
+        1,
+        "one `nix eval` for all profiles, found {}: {evals:#?}\n{ran}",
+        evals.len()
+    );
+    for profile in PROFILES {
+        assert!(
+            evals[0].contains(&format!("\"{profile}\"")),
+            "the one evaluation covers {profile}: {}",
+            evals[0]
+        );
+    }
+    assert_eq!(
+        nix_runs(&ran.stderr, "build").len(),
+        PROFILES.len(),
+        "{ran}"
+    );
+    let mut first_ids: Vec<String> = PROFILES
+        .iter()
+        .map(|p| text(entry(&first, p), "image_id").to_string())
+        .collect();
+    first_ids.sort();
+
+    // Second night, same flake: every profile unchanged, nothing built, nothing sent.
+    let (ran, second) = s.run(&flake, &[], true);
+    for profile in PROFILES {
+        let (a, b) = (entry(&first, profile), entry(&second, profile));
+        assert_eq!(text(b, "status"), "unchanged", "{profile}\n{ran}");
+        assert_eq!(number(b, "bytes_sent"), 0, "{profile}\n{ran}");
+        assert_eq!(stage_status(b, "skip-unchanged"), "ok", "{profile}\n{ran}");
+        for stage in ["build", "tag", "verify", "upload"] {
+            assert_eq!(
+                stage_status(b, stage),
+                "skipped",
+                "{profile}: {stage}\n{ran}"
+            );
+        }
+        assert_eq!(
+            text(b, "image_id"),
+            text(a, "image_id"),
+            "{profile}: the report names the current image\n{ran}"
+        );
+        let current = Cloud::connect("local").image(text(a, "image_id"));
+        assert_current(&current, &s.stable(profile));
+        assert_eq!(
+            current.property("hephaestus_store_path"),
+            a["store_path"].as_str(),
+            "{}",
+            cloud::describe(&current)
+        );
+    }
+    let evals = nix_runs(&ran.stderr, "eval");
+    assert_eq!(
+        evals.len(),
+        1,
+        "one `nix eval` for all profiles: {evals:#?}\n{ran}"
+    );
+    assert_eq!(
+        nix_runs(&ran.stderr, "build"),
+        Vec::<&str>::new(),
+        "an unchanged night builds nothing\n{ran}"
+    );
+    assert_eq!(
+        s.image_ids(),
+        first_ids,
+        "an unchanged night created images"
+    );
+
+    // The flake changed: those profiles are rebuilt and published; the old images are kept.
+    let changed = s.changed_flake("it-nightly-changed");
+    let some = ["lucy", "sunraku"];
+    let (ran, third) = s.run(&changed, &some, false);
+    for profile in some {
+        let (a, c) = (entry(&first, profile), entry(&third, profile));
+        assert_eq!(text(c, "status"), "published", "{profile}\n{ran}");
+        assert_eq!(stage_status(c, "build"), "ok", "{profile}\n{ran}");
+        assert_eq!(number(c, "bytes_sent"), number(c, "size"), "{profile}");
+        assert_ne!(c["store_path"], a["store_path"], "{profile}\n{ran}");
+        assert_ne!(text(c, "image_id"), text(a, "image_id"), "{profile}\n{ran}");
+        let current = Cloud::connect("local").image(text(c, "image_id"));
+        assert_current(&current, &s.stable(profile));
+        assert_eq!(
+            current.property("hephaestus_store_path"),
+            c["store_path"].as_str()
+        );
+        let old = Cloud::connect("local").image(text(a, "image_id"));
+        assert!(
+            old.os_hidden && has(&old, "previous"),
+            "{}",
+            cloud::describe(&old)
+        );
+    }
+    assert_eq!(s.image_ids().len(), PROFILES.len() + some.len());
+
+    // And the changed flake, run again, is unchanged in turn.
+    let (ran, fourth) = s.run(&changed, &some, false);
+    for profile in some {
+        let e = entry(&fourth, profile);
+        assert_eq!(text(e, "status"), "unchanged", "{profile}\n{ran}");
+        assert_eq!(
+            text(e, "image_id"),
+            text(entry(&third, profile), "image_id")
+        );
+    }
+}
+
+#[test]
+fn run_lock_held_by_another_run_refuses_with_lock_timeout_0_then_runs_once_free() {
+    let _cloud = cloud::shared();
+    let s = Nightly::new("lock");
+    let flake = fixture_flake();
+
+    // Another run publishing into `local` from this run directory: we hold its lock.
+    let locks = s.run_dir().join("locks");
+    std::fs::create_dir_all(&locks).expect("mkdir locks");
+    let lock_path = locks.join("local.lock");
+    let held = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .expect("open the lock file");
+    held.try_lock()
+        .expect("the lock file is free before the test");
+
+    let (out, err) = (s.dir.path().join("stdout"), s.dir.path().join("stderr"));
+    let mut cmd = s.command(&flake, &["lucy"], false, &["--lock-timeout", "0"]);
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::from(File::create(&out).expect("stdout file")))
+        .stderr(Stdio::from(File::create(&err).expect("stderr file")))
+        .spawn()
+        .expect("spawn pipeline");
+    // Not a timing assertion: only a guard so that a run waiting for the lock despite
+    // `--lock-timeout 0` fails the test instead of hanging it.
+    let limit = Duration::from_secs(300);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for pipeline") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the run still waited for the lock after {limit:?} despite --lock-timeout 0\n\
+                 command: {what}\n--- stderr\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let refused = ran(
+        what,
+        status.code(),
+        &std::fs::read(&out).unwrap_or_default(),
+        &std::fs::read(&err).unwrap_or_default(),
+    );
+    assert!(
+        refused.code != 0 && refused.code != -1,
+        "a run that cannot take the lock fails with an exit code\n{refused}"
+    );
+    refused
+        .stderr_has("another pipeline run is publishing into cloud `local`")
+        .stderr_has(&lock_path.display().to_string());
+    assert!(
+        refused.stdout.trim().is_empty() && !refused.stderr.contains("lucy: "),
+        "no stage ran\n{refused}"
+    );
+    assert_eq!(
+        s.image_ids(),
+        Vec::<String>::new(),
+        "a run refused by the lock created images"
+    );
+
+    // The other run ended: the lock is free and the run goes ahead.
+    held.unlock().expect("unlock");
+    drop(held);
+    let (ran, report) = s.run(&flake, &["lucy"], false);
+    let e = entry(&report, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+    assert_eq!(s.image_ids(), vec![text(e, "image_id").to_string()]);
+    assert!(lock_path.exists(), "the lock file stays for the next run");
+}

@@ -1,0 +1,634 @@
+//! `pipeline run publish-all` end to end: the fixture flake's images built offline by Nix,
+//! published into the real local Glance (`make cloud-up`), read back by an independent client
+//! (the harness's python-openstackclient), and the DESIGN §6 lifecycle under faults injected
+//! by the hand-written TCP proxy of `proxy.rs` and by killing Glance mid-upload.
+//!
+//! Isolation: each test runs its own copy of `pipelines/publish-all.yaml` whose upload name is
+//! `<unique prefix>-{profile}`, so the images of one test are exactly those whose name starts
+//! with its prefix. They are deleted when the test passes and kept when it fails. Every test
+//! fails, naming `make cloud-up`, when the clouds are not running.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hephaestus::glance::{Image, ImageFilter, ImageStatus};
+use md5::Md5;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha512};
+
+use crate::cloud::{self, Cleanup, Cloud};
+use crate::proxy::{Fault, Proxy, Request};
+use crate::util::{self, Ran};
+
+const PROFILES: [&str; 5] = ["generic", "lucy", "makise", "quinn", "sunraku"];
+
+/// Which stages of the shipped pipeline a test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stages {
+    /// All of them.
+    Shipped,
+    /// All but `boot-check`.
+    WithoutBootCheck,
+}
+
+/// What every test starts from: its prefix, a temp dir, and its pipeline file.
+struct Setup {
+    prefix: String,
+    dir: tempfile::TempDir,
+    pipeline: PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl Setup {
+    /// Checks the cloud is up, then writes `<tmp>/publish-all.yaml`: the shipped pipeline
+    /// with upload name `<prefix>-{profile}` and without its boot check, which boots every
+    /// image under QEMU (seconds each without KVM) and has tests of its own.
+    fn new(test: &str) -> Setup {
+        Self::with_stages(test, Stages::WithoutBootCheck)
+    }
+
+    /// [`Setup::new`], choosing whether the boot check stays.
+    fn with_stages(test: &str, stages: Stages) -> Setup {
+        cloud::require_up();
+        let prefix = cloud::unique_prefix(test);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shipped = std::fs::read_to_string(util::repo().join("pipelines/publish-all.yaml"))
+            .expect("read pipelines/publish-all.yaml");
+        let from = "name: \"hephaestus-{profile}\"";
+        assert!(
+            shipped.contains(from),
+            "pipelines/publish-all.yaml no longer sets the upload name as {from}; adapt this test"
+        );
+        let mut text = shipped.replace(from, &format!("name: \"{prefix}-{{profile}}\""));
+        if stages == Stages::WithoutBootCheck {
+            text = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("- boot-check"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
+        let pipeline = dir.path().join("publish-all.yaml");
+        std::fs::write(&pipeline, text).expect("write the pipeline copy");
+        Setup {
+            _cleanup: Cleanup {
+                prefix: prefix.clone(),
+            },
+            prefix,
+            dir,
+            pipeline,
+        }
+    }
+
+    /// The stable name of `profile`'s current image.
+    fn stable(&self, profile: &str) -> String {
+        format!("{}-{profile}", self.prefix)
+    }
+
+    /// `pipeline --root <repo> run <copy> --cloud local --flake FLAKE --json [--profile P]...`
+    /// with `OS_CLIENT_CONFIG_FILE=clouds` and the offline Nix settings.
+    fn command(&self, flake: &Path, profiles: &[&str], clouds: &Path) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
+        cmd.arg("--root")
+            .arg(util::repo())
+            .arg("run")
+            .arg(&self.pipeline)
+            .args(["--cloud", "local", "--flake"])
+            .arg(flake)
+            .arg("--json");
+        for p in profiles {
+            cmd.args(["--profile", p]);
+        }
+        cmd.env("OS_CLIENT_CONFIG_FILE", clouds)
+            .env("NIX_CONFIG", crate::nix::offline_config())
+            .env_remove("RUST_LOG")
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_AUTH_URL");
+        cmd
+    }
+
+    /// Runs to completion.
+    fn run(&self, flake: &Path, profiles: &[&str], clouds: &Path) -> Ran {
+        let mut cmd = self.command(flake, profiles, clouds);
+        let out = cmd.output().expect("spawn pipeline");
+        ran(
+            format!("{cmd:?}"),
+            out.status.code(),
+            &out.stdout,
+            &out.stderr,
+        )
+    }
+
+    /// Publishes `profiles` from `flake` into `local` directly, expecting success.
+    fn publish(&self, flake: &Path, profiles: &[&str]) -> (Ran, Value) {
+        let ran = self.run(flake, profiles, &cloud::clouds_yaml());
+        ran.expect_code(0);
+        let report = report(&ran);
+        (ran, report)
+    }
+
+    /// A copy of the fixture flake whose `generation` differs: every image changes.
+    fn changed_flake(&self) -> PathBuf {
+        let flake = self.dir.path().join("flake-changed");
+        util::copy_tree(&fixture_flake(), &flake);
+        // The same text in every test, so Nix builds the changed images once.
+        std::fs::write(flake.join("generation"), "it-publish-changed\n").expect("write generation");
+        flake
+    }
+}
+
+fn fixture_flake() -> PathBuf {
+    util::repo().join("fixtures/flake")
+}
+
+fn ran(what: String, code: Option<i32>, stdout: &[u8], stderr: &[u8]) -> Ran {
+    let ran = Ran {
+        what,
+        code: code.unwrap_or(-1),
+        stdout: String::from_utf8_lossy(stdout).into_owned(),
+        stderr: String::from_utf8_lossy(stderr).into_owned(),
+    };
+    assert!(!ran.stderr.contains("panicked"), "the tool panicked\n{ran}");
+    ran
+}
+
+/// The JSON report on stdout.
+fn report(ran: &Ran) -> Value {
+    serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON report ({e})\n{ran}"))
+}
+
+/// The report's entry of `profile`.
+fn entry<'a>(report: &'a Value, profile: &str) -> &'a Value {
+    report["images"]
+        .as_array()
+        .and_then(|images| images.iter().find(|i| i["profile"] == profile))
+        .unwrap_or_else(|| panic!("the report has no image of {profile}: {report:#}"))
+}
+
+fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
+    entry[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("report entry lacks a string `{key}`: {entry:#}"))
+}
+
+fn number(entry: &Value, key: &str) -> u64 {
+    entry[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report entry lacks a number `{key}`: {entry:#}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `image` is `profile`'s current image: stable name, visible, active, tagged `current` and
+/// nothing else of the lifecycle.
+fn assert_current(image: &Image, stable: &str) {
+    let facts = cloud::describe(image);
+    assert_eq!(image.name.as_deref(), Some(stable), "{facts}");
+    assert_eq!(image.status, ImageStatus::Active, "{facts}");
+    assert!(!image.os_hidden, "the current image is visible: {facts}");
+    assert!(image.tags.iter().any(|t| t == "current"), "{facts}");
+    assert!(
+        !image
+            .tags
+            .iter()
+            .any(|t| t == "candidate" || t == "previous"),
+        "{facts}"
+    );
+}
+
+/// Nothing of the test but `expected` is left in the cloud: no candidate, nothing queued or
+/// saving, no killed or extra image.
+fn assert_only(admin: &Cloud, prefix: &str, expected: &[&str]) {
+    let left = admin.images_named(prefix);
+    let described: Vec<String> = left.iter().map(cloud::describe).collect();
+    let mut ids: Vec<&str> = left.iter().map(|i| i.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = expected.to_vec();
+    want.sort_unstable();
+    assert_eq!(
+        ids, want,
+        "the cloud holds other images of this test than expected: {described:#?}"
+    );
+}
+
+/// Waits for `child` to exit and returns what it printed into the `out`/`err` files.
+fn finish(mut child: Child, what: String, out: &Path, err: &Path, limit: Duration) -> Ran {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for pipeline") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "pipeline did not finish within {limit:?}\n--- stderr\n{}",
+                std::fs::read_to_string(err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ran(
+        what,
+        status.code(),
+        &std::fs::read(out).unwrap_or_default(),
+        &std::fs::read(err).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn publish_all_five_profiles_and_openstack_cli_reads_back_firmware_and_hashes() {
+    let _cloud = cloud::shared();
+    // The one run of the whole shipped pipeline, boot check included.
+    let s = Setup::with_stages("all5", Stages::Shipped);
+    let (ran, report) = s.publish(&fixture_flake(), &[]);
+    assert_eq!(report["ok"], true, "{ran}");
+    let images = report["images"].as_array().expect("images");
+    assert_eq!(images.len(), PROFILES.len(), "{ran}");
+
+    for profile in PROFILES {
+        let e = entry(&report, profile);
+        assert_eq!(text(e, "status"), "published", "{profile}\n{ran}");
+        assert_eq!(text(e, "image_name"), s.stable(profile), "{ran}");
+        let size = number(e, "size");
+        assert!(size > 0, "{e:#}");
+        assert_eq!(
+            number(e, "bytes_sent"),
+            size,
+            "{profile}: every byte sent once"
+        );
+        assert!(e["error"].is_null(), "{e:#}");
+    }
+
+    // Read back with python-openstackclient, in parallel: each call is a Python start-up.
+    let shown: Vec<(String, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = PROFILES
+            .iter()
+            .map(|profile| {
+                let id = text(entry(&report, profile), "image_id").to_owned();
+                scope.spawn(move || {
+                    (
+                        profile.to_string(),
+                        cloud::openstack("local", &["image", "show", &id]),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("openstack image show"))
+            .collect()
+    });
+
+    for (profile, image) in &shown {
+        let e = entry(&report, profile);
+        let field = |key: &str| cloud::shown(image, key).cloned().unwrap_or(Value::Null);
+        assert_eq!(field("name"), json!(s.stable(profile)), "{image:#}");
+        assert_eq!(field("status"), "active", "{image:#}");
+        assert_eq!(field("hephaestus_profile"), json!(profile), "{image:#}");
+        assert_eq!(field("disk_format"), "qcow2", "{image:#}");
+        assert_eq!(field("os_hidden"), false, "{image:#}");
+        assert!(
+            field("tags")
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("current"))),
+            "{image:#}"
+        );
+        if profile == "sunraku" {
+            assert_eq!(field("hw_firmware_type"), "bios", "{image:#}");
+            assert!(
+                field("hw_machine_type").is_null(),
+                "sunraku boots legacy BIOS: no q35 machine type\n{image:#}"
+            );
+        } else {
+            assert_eq!(field("hw_firmware_type"), "uefi", "{profile}: {image:#}");
+            assert_eq!(field("hw_machine_type"), "q35", "{profile}: {image:#}");
+        }
+        // Glance's own hashes of what it stored equal ours.
+        assert_eq!(field("os_hash_algo"), "sha512", "{image:#}");
+        assert_eq!(field("os_hash_value"), e["sha512"], "{profile}: sha512");
+        assert_eq!(field("checksum"), e["md5"], "{profile}: md5");
+        assert_eq!(field("size"), e["size"], "{profile}: size");
+    }
+}
+
+#[test]
+fn second_identical_run_skips_all_five_and_sends_no_bytes() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("again");
+    let (_, first) = s.publish(&fixture_flake(), &[]);
+    let (ran, second) = s.publish(&fixture_flake(), &[]);
+    assert_eq!(second["ok"], true, "{ran}");
+    for profile in PROFILES {
+        let (a, b) = (entry(&first, profile), entry(&second, profile));
+        assert_eq!(text(a, "status"), "published", "{profile}");
+        assert_eq!(text(b, "status"), "skipped", "{profile}\n{ran}");
+        assert_eq!(number(b, "bytes_sent"), 0, "{profile}\n{ran}");
+        assert_eq!(
+            text(b, "image_id"),
+            text(a, "image_id"),
+            "{profile}: the skip names the image already current"
+        );
+    }
+    let admin = Cloud::connect("local-admin");
+    let ids: Vec<&str> = PROFILES
+        .iter()
+        .map(|p| text(entry(&first, p), "image_id"))
+        .collect();
+    assert_only(&admin, &s.prefix, &ids);
+}
+
+#[test]
+fn changed_image_becomes_current_and_the_old_one_is_kept_hidden_as_previous() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("changed");
+    let stable = s.stable("lucy");
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let old_id = text(entry(&first, "lucy"), "image_id").to_owned();
+
+    let (ran, second) = s.publish(&s.changed_flake(), &["lucy"]);
+    let e = entry(&second, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+    let new_id = text(e, "image_id").to_owned();
+    assert_ne!(new_id, old_id, "a changed image is a new image\n{ran}");
+    assert_ne!(e["store_path"], entry(&first, "lucy")["store_path"]);
+
+    let local = Cloud::connect("local");
+    let new = local.image(&new_id);
+    assert_current(&new, &stable);
+    assert_eq!(
+        new.property("hephaestus_store_path"),
+        e["store_path"].as_str()
+    );
+
+    let old = local.image(&old_id);
+    let facts = cloud::describe(&old);
+    let generation = old
+        .property("hephaestus_generation")
+        .unwrap_or_else(|| panic!("the old image lacks hephaestus_generation: {facts}"));
+    let kept_name = format!("{stable}-{generation}");
+    assert_eq!(old.name.as_deref(), Some(kept_name.as_str()), "{facts}");
+    assert_eq!(
+        old.status,
+        ImageStatus::Active,
+        "kept, not deleted: {facts}"
+    );
+    assert!(old.os_hidden, "the previous image is hidden: {facts}");
+    assert!(old.tags.iter().any(|t| t == "previous"), "{facts}");
+    assert!(!old.tags.iter().any(|t| t == "current"), "{facts}");
+
+    // A lookup by the stable name finds the new image only.
+    let by_stable_name = ImageFilter {
+        name: Some(stable.clone()),
+        ..ImageFilter::default()
+    };
+    let by_name = local
+        .call(|g| g.list_images(&by_stable_name))
+        .expect("list by name");
+    let ids: Vec<&str> = by_name.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, vec![new_id.as_str()]);
+
+    // And an independent client finds the old one among the hidden images under its new name.
+    let hidden = cloud::openstack(
+        "local",
+        &["image", "list", "--hidden", "--name", &kept_name],
+    );
+    let hidden_ids: Vec<&str> = hidden
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["ID"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(hidden_ids, vec![old_id.as_str()], "{hidden:#}");
+}
+
+#[test]
+fn wrong_password_is_an_authentication_error_exit_2_and_creates_nothing() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("badpw");
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[]);
+    let bad = "not-the-password-7Qx";
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["auth"]["password"] = json!(bad);
+    });
+    let real = cloud::clouds()["clouds"]["local"]["auth"]["password"]
+        .as_str()
+        .expect("the harness's password")
+        .to_owned();
+
+    let ran = s.run(&fixture_flake(), &["lucy"], &clouds);
+    ran.expect_code(2);
+    assert!(
+        ran.stderr.to_lowercase().contains("authenticat"),
+        "stderr names the authentication failure\n{ran}"
+    );
+    for secret in [bad, real.as_str()] {
+        assert!(
+            !ran.stderr.contains(secret) && !ran.stdout.contains(secret),
+            "a password is printed\n{ran}"
+        );
+    }
+    assert_only(&admin, &s.prefix, &[]);
+}
+
+#[test]
+fn fault_proxy_image_endpoint_override_sends_glance_calls_through_the_proxy() {
+    let _cloud = cloud::shared();
+    cloud::require_up();
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(target, vec![]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clouds = cloud::clouds_yaml_copy(dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let via = Cloud::connect_with("local", &clouds);
+    let filter = ImageFilter {
+        name: Some("it-override-probe".into()),
+        ..ImageFilter::default()
+    };
+    via.call(|g| g.list_images(&filter))
+        .expect("listing through the proxy");
+    let stats = proxy.stats();
+    assert!(
+        stats
+            .requests
+            .iter()
+            .any(|r| r.starts_with("GET /v2/images?")),
+        "the image listing went through the proxy: {stats}"
+    );
+    assert!(stats.bytes_down > 0, "{stats}");
+}
+
+#[test]
+fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current_untouched() {
+    // Glance of `local` goes away for seconds: no other test of this binary may use it then.
+    let _alone = cloud::exclusive();
+    let s = Setup::new("kill");
+    let stable = s.stable("lucy");
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
+
+    // ~0.75 MiB at 100 kB/s: the upload of the changed image takes several seconds.
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::Throttle {
+            bytes_per_second: 100_000,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let changed = s.changed_flake();
+    let (out, err) = (s.dir.path().join("stdout"), s.dir.path().join("stderr"));
+    let mut cmd = s.command(&changed, &["lucy"], &clouds);
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::from(File::create(&out).expect("stdout file")))
+        .stderr(Stdio::from(File::create(&err).expect("stderr file")))
+        .spawn()
+        .expect("spawn pipeline");
+
+    // Bytes are flowing into Glance: kill it.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while proxy.stats().upload_body_bytes < 150_000 {
+        if let Some(status) = child.try_wait().expect("wait for pipeline") {
+            panic!(
+                "the run ended ({status}) before the upload was under way; {}\n--- stderr\n{}",
+                proxy.stats(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no upload started: {}",
+            proxy.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _restart = cloud::RestartOnFailure;
+    cloud::kill_glance("local");
+    let at_kill = proxy.stats();
+    let size = number(entry(&first, "lucy"), "size");
+    assert!(
+        at_kill.upload_body_bytes < size,
+        "Glance was killed after the upload ended, not during it: {at_kill}"
+    );
+    // The dead upload leaves its candidate `saving` until someone deletes it, and only a
+    // running Glance can: so Glance is restarted while the run still retries its clean-up
+    // (DESIGN §6.8). From now on the proxy answers every upload with 503, so the run cannot
+    // end in a late success on a fresh candidate, while its other calls reach the new Glance.
+    proxy.add(Fault::Reject503 {
+        request: Request::upload(),
+        times: usize::MAX,
+    });
+    cloud::cloud_up();
+
+    let ran = finish(child, what, &out, &err, Duration::from_secs(300));
+    assert!(
+        ran.code != 0 && ran.code != -1,
+        "the run fails with an exit code\n{ran}"
+    );
+    if let Ok(report) = serde_json::from_str::<Value>(&ran.stdout) {
+        assert_eq!(text(entry(&report, "lucy"), "status"), "failed", "{ran}");
+    }
+
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_current(&admin.image(&current_id), &stable);
+}
+
+#[test]
+fn fault_proxy_flipped_byte_is_detected_exit_1_and_the_candidate_deleted() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("flip");
+    let stable = s.stable("lucy");
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
+
+    // In the last clusters of the ~0.75 MiB qcow2: data, not a header Glance inspects.
+    let offset: u64 = 700_000;
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::FlipByte {
+            request: Request::upload(),
+            offset,
+            times: usize::MAX,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let ran = s.run(&s.changed_flake(), &["lucy"], &clouds);
+    ran.expect_code(1);
+    assert!(proxy.stats().flipped >= 1, "{}", proxy.stats());
+
+    let report = report(&ran);
+    assert_eq!(report["ok"], false, "{ran}");
+    let e = entry(&report, "lucy");
+    assert_eq!(text(e, "status"), "failed", "{ran}");
+
+    // What we hold and what Glance received.
+    let file = Path::new(text(e, "store_path")).join("nixos.qcow2");
+    let mut bytes =
+        std::fs::read(&file).unwrap_or_else(|err| panic!("read {}: {err}", file.display()));
+    let (ours_sha, ours_md5) = (hex(&Sha512::digest(&bytes)), hex(&Md5::digest(&bytes)));
+    assert_eq!(text(e, "sha512"), ours_sha, "the report holds our digest");
+    bytes[offset as usize] ^= 0xFF;
+    let (theirs_sha, theirs_md5) = (hex(&Sha512::digest(&bytes)), hex(&Md5::digest(&bytes)));
+
+    let error = format!("{} {}", e["error"], ran.stderr);
+    let names_both = |a: &str, b: &str| error.contains(a) && error.contains(b);
+    assert!(
+        names_both(&ours_sha, &theirs_sha) || names_both(&ours_md5, &theirs_md5),
+        "the error names the mismatch with both values (ours sha512 {ours_sha}, Glance's \
+         {theirs_sha}; md5 {ours_md5} vs {theirs_md5})\n{ran}"
+    );
+
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_current(&admin.image(&current_id), &stable);
+}
+
+#[test]
+fn fault_proxy_503_on_the_first_upload_is_retried_and_published() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("503");
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::Reject503 {
+            request: Request::upload(),
+            times: 1,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let ran = s.run(&fixture_flake(), &["lucy"], &clouds);
+    ran.expect_code(0);
+    let report = report(&ran);
+    let e = entry(&report, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+
+    let stats = proxy.stats();
+    assert_eq!(stats.rejected, 1, "{stats}");
+    assert!(
+        stats.count(&Request::upload()) >= 2,
+        "the upload was sent again: {stats}"
+    );
+    assert!(number(e, "bytes_sent") >= number(e, "size"), "{e:#}");
+
+    let id = text(e, "image_id");
+    let admin = Cloud::connect("local-admin");
+    // The rejected attempt's candidate is gone; only the published image is left.
+    assert_only(&admin, &s.prefix, &[id]);
+    let image = admin.image(id);
+    assert_current(&image, &s.stable("lucy"));
+    assert_eq!(image.os_hash_value.as_deref(), e["sha512"].as_str());
+    assert_eq!(image.checksum.as_deref(), e["md5"].as_str());
+}
