@@ -9,18 +9,7 @@ use std::path::Path;
 /// Run `pipeline boot-check`.
 pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<u8> {
     let project = super::load_project(root)?;
-    let profile = project.profiles.get(&args.profile).ok_or_else(|| {
-        super::UsageError(format!(
-            "--profile {}: no such profile (known: {})",
-            args.profile,
-            project
-                .profiles
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let profile = super::profile(&project, &args.profile)?;
     if !args.file.is_file() {
         return Err(super::UsageError(format!("{}: no such file", args.file.display())).into());
     }
@@ -32,10 +21,7 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<u8> {
     };
     let opts = boot_options(&options, &profile.name, None)
         .map_err(|e| super::UsageError(format!("--marker: {e}")))?;
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| project.root.join(".run"))
+    let run_dir = super::run_dir(&project, args.run_dir.as_deref())?
         .join("boot-check")
         .join(&profile.name);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

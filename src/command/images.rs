@@ -38,9 +38,7 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<u8> {
     // The profiles give the order and catch a misspelt --profile before asking the cloud.
     let project = super::load_project(root)?;
     for p in &args.profiles {
-        if !project.profiles.contains_key(p) {
-            return Err(super::UsageError(format!("--profile {p}: no such profile")).into());
-        }
+        super::profile(&project, p)?;
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;

@@ -12,8 +12,8 @@ pub mod run;
 pub mod validate;
 pub mod verify;
 
-use hephaestus::pipeline::{LoadError, Project};
-use std::path::Path;
+use hephaestus::pipeline::{LoadError, Profile, Project};
+use std::path::{Path, PathBuf};
 
 /// A usage or configuration error: exit code 2 (DESIGN §7).
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,26 @@ pub fn load_project(root: &Path) -> anyhow::Result<Project> {
         return Err(LoadError::Invalid(diagnostics).into());
     }
     Ok(project)
+}
+
+/// The profile `name`, or a usage error listing the known ones.
+pub fn profile<'a>(project: &'a Project, name: &str) -> anyhow::Result<&'a Profile> {
+    project.profiles.get(name).ok_or_else(|| {
+        let known: Vec<&str> = project.profiles.keys().map(String::as_str).collect();
+        UsageError(format!(
+            "--profile {name}: no such profile (known: {})",
+            known.join(", ")
+        ))
+        .into()
+    })
+}
+
+/// The run directory: `--run-dir` / `HEPHAESTUS_RUN_DIR`, else `ROOT/.run`; absolute, so the
+/// paths in logs and reports still work from another directory.
+pub fn run_dir(project: &Project, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = given.map_or_else(|| project.root.join(".run"), Path::to_path_buf);
+    std::path::absolute(&dir)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot resolve {}", dir.display())))
 }
 
 /// Print `value` as the one JSON document of stdout.

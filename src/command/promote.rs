@@ -21,11 +21,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
     }
     let mut profiles = Vec::new();
     for name in &args.profiles {
-        let profile = project
-            .profiles
-            .get(name)
-            .ok_or_else(|| super::UsageError(format!("--profile {name}: no such profile")))?;
-        profiles.push(profile.clone());
+        profiles.push(super::profile(&project, name)?.clone());
     }
     if profiles.is_empty() {
         profiles = project.profiles.values().cloned().collect();
@@ -48,11 +44,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
     };
     let options = RunOptions {
         dry_run: args.dry_run,
-        run_dir: std::path::absolute(
-            args.run_dir
-                .clone()
-                .unwrap_or_else(|| project.root.join(".run")),
-        )?,
+        run_dir: super::run_dir(&project, args.run_dir.as_deref())?,
         keep_outputs: false,
         progress_bars: std::io::stderr().is_terminal(),
     };

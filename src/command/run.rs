@@ -40,13 +40,7 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<u8> {
     let (project, plan) = super::plan::load(root, &args.target)?;
     let options = RunOptions {
         dry_run: args.dry_run,
-        // Absolute, so that the paths in logs and reports still work from another directory.
-        run_dir: std::path::absolute(
-            args.run_dir
-                .clone()
-                .unwrap_or_else(|| project.root.join(".run")),
-        )
-        .context("cannot resolve the run directory")?,
+        run_dir: super::run_dir(&project, args.run_dir.as_deref())?,
         keep_outputs: args.keep_outputs,
         progress_bars: std::io::stderr().is_terminal(),
     };

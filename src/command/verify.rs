@@ -9,18 +9,7 @@ use std::path::Path;
 /// Run `pipeline verify`.
 pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<u8> {
     let project = super::load_project(root)?;
-    let profile = project.profiles.get(&args.profile).ok_or_else(|| {
-        super::UsageError(format!(
-            "--profile {}: no such profile (known: {})",
-            args.profile,
-            project
-                .profiles
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let profile = super::profile(&project, &args.profile)?;
     if !args.file.is_file() {
         return Err(super::UsageError(format!("{}: no such file", args.file.display())).into());
     }

@@ -9,7 +9,7 @@
 //!
 //! Files are streamed into SHA-256 ([`std::io::copy`] through a hashing writer), never loaded
 //! whole. `narHash` comes as `sha256:<nix-base32>` (Nix 2.8) or SRI `sha256-<base64>` (newer
-//! Nix); both are decoded here.
+//! Nix); both are decoded by [`crate::nix::NarHash`], which owns every notation of it.
 
 use crate::image::hex;
 use serde::Serialize;
@@ -20,10 +20,6 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-/// Nix's base-32 alphabet (no e, o, u, t: fewer accidental words).
-const NIX32: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// A store path's NAR hash and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +33,12 @@ pub struct NarHash {
 impl NarHash {
     /// `sha256:<nix-base32>`, as Nix 2.8's `path-info --json` prints it.
     pub fn to_nix32(&self) -> String {
-        format!("sha256:{}", nix32_encode(&self.sha256))
+        format!("sha256:{}", crate::nix::encode_nix_base32(&self.sha256))
     }
 
     /// SRI form `sha256-<base64>`, as newer Nix prints it.
     pub fn to_sri(&self) -> String {
-        format!("sha256-{}", base64_encode(&self.sha256))
+        format!("sha256-{}", crate::nix::encode_base64(&self.sha256))
     }
 
     /// Lower-case hex of the digest.
@@ -362,118 +358,14 @@ pub fn verify_tapped(
 }
 
 /// Decodes a sha256 hash written as `sha256:<nix-base32>`, `sha256:<hex>` or SRI
-/// `sha256-<base64>`.
+/// `sha256-<base64>` (the notations are [`crate::nix::NarHash`]'s).
 pub fn parse_sha256(text: &str) -> Result<[u8; 32], Error> {
-    let bad = |reason| Error::BadHash {
-        text: text.to_string(),
-        reason,
-    };
-    let bytes = if let Some(b64) = text.strip_prefix("sha256-") {
-        base64_decode(b64).ok_or_else(|| bad("invalid base64"))?
-    } else if let Some(rest) = text.strip_prefix("sha256:") {
-        match rest.len() {
-            52 => nix32_decode(rest, 32).ok_or_else(|| bad("invalid nix-base32"))?,
-            64 => hex_decode(rest).ok_or_else(|| bad("invalid hex"))?,
-            _ => return Err(bad("wrong length for sha256")),
-        }
-    } else {
-        return Err(bad("no sha256: or sha256- prefix"));
-    };
-    bytes.try_into().map_err(|_| bad("not 32 bytes"))
-}
-
-/// Nix's base-32: 5-bit digits taken from the least significant end of the byte string, most
-/// significant digit first (`printHash32` in libutil/hash.cc).
-pub fn nix32_encode(bytes: &[u8]) -> String {
-    let len = (bytes.len() * 8).div_ceil(5);
-    (0..len)
-        .rev()
-        .map(|n| {
-            let b = n * 5;
-            let (i, j) = (b / 8, b % 8);
-            let lo = u16::from(bytes[i]) >> j;
-            let hi = bytes.get(i + 1).map_or(0, |&x| u16::from(x) << (8 - j));
-            char::from(NIX32[usize::from((lo | hi) & 0x1f)])
+    crate::nix::NarHash::new(text)
+        .map(|h| h.digest())
+        .map_err(|_| Error::BadHash {
+            text: text.to_string(),
+            reason: "not a sha256 in nix-base32, hex or base64",
         })
-        .collect()
-}
-
-/// Inverse of [`nix32_encode`] for a `size`-byte hash; `None` on a bad digit, length or
-/// overflowing top digit.
-pub fn nix32_decode(text: &str, size: usize) -> Option<Vec<u8>> {
-    let digits = text.as_bytes();
-    if digits.len() != (size * 8).div_ceil(5) {
-        return None;
-    }
-    let mut out = vec![0u8; size];
-    for (n, &c) in digits.iter().rev().enumerate() {
-        let d = NIX32.iter().position(|&a| a == c)? as u16;
-        let b = n * 5;
-        let (i, j) = (b / 8, b % 8);
-        let v = d << j;
-        out[i] |= (v & 0xff) as u8;
-        let carry = (v >> 8) as u8;
-        match out.get_mut(i + 1) {
-            Some(next) => *next |= carry,
-            None if carry != 0 => return None,
-            None => {}
-        }
-    }
-    Some(out)
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (k, &b)| acc | u32::from(b) << (16 - 8 * k));
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(char::from(BASE64[((n >> (18 - 6 * k)) & 0x3f) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let t = text.as_bytes();
-    if !t.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(t.len() / 4 * 3);
-    for (q, quad) in t.chunks(4).enumerate() {
-        let last = q == t.len() / 4 - 1;
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = n << 6 | BASE64.iter().position(|&a| a == c)? as u32;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    let t = text.as_bytes();
-    if !t.len().is_multiple_of(2) {
-        return None;
-    }
-    t.chunks(2)
-        .map(|p| {
-            let s = std::str::from_utf8(p).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -485,28 +377,6 @@ mod tests {
     const EMPTY_HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const EMPTY_NIX32: &str = "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73";
     const EMPTY_SRI: &str = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
-
-    #[test]
-    fn nix32_round_trips_and_matches_nix() {
-        let bytes = hex_decode(EMPTY_HEX).unwrap();
-        assert_eq!(nix32_encode(&bytes), EMPTY_NIX32);
-        assert_eq!(nix32_decode(EMPTY_NIX32, 32).unwrap(), bytes);
-        // An 'e' is not a nix-base32 digit; a too-large top digit overflows 32 bytes.
-        assert!(nix32_decode(&EMPTY_NIX32.replace('m', "e"), 32).is_none());
-        assert!(nix32_decode(&format!("z{}", &EMPTY_NIX32[1..]), 32).is_none());
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        let bytes = hex_decode(EMPTY_HEX).unwrap();
-        assert_eq!(format!("sha256-{}", base64_encode(&bytes)), EMPTY_SRI);
-        assert_eq!(base64_decode(&EMPTY_SRI[7..]).unwrap(), bytes);
-        for n in 0..6 {
-            let v: Vec<u8> = (0..n).map(|i| i * 37 + 1).collect();
-            assert_eq!(base64_decode(&base64_encode(&v)).unwrap(), v);
-        }
-        assert!(base64_decode("ab=c").is_none());
-    }
 
     #[test]
     fn parses_every_notation_to_the_same_bytes() {

@@ -114,8 +114,7 @@ pub(crate) fn decode_nix_base32(s: &str) -> Option<[u8; SHA256_LEN]> {
 }
 
 /// Encodes a sha256 in nix-base32; the inverse of [`decode_nix_base32`].
-#[cfg(test)]
-fn encode_nix_base32(digest: &[u8; SHA256_LEN]) -> String {
+pub(crate) fn encode_nix_base32(digest: &[u8; SHA256_LEN]) -> String {
     let len = (SHA256_LEN * 8).div_ceil(5);
     (0..len)
         .rev()
@@ -127,6 +126,26 @@ fn encode_nix_base32(digest: &[u8; SHA256_LEN]) -> String {
             NIX_BASE32_ALPHABET[usize::from((low | high) & 0x1f)] as char
         })
         .collect()
+}
+
+/// Encodes a sha256 as standard, padded base64 (44 characters), the SRI form's digest.
+pub(crate) fn encode_base64(digest: &[u8; SHA256_LEN]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(44);
+    for chunk in digest.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (k, &b)| acc | u32::from(b) << (16 - 8 * k));
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * k)) & 0x3f) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Decodes standard, padded base64 of exactly 32 bytes (44 characters, one `=`).
@@ -228,6 +247,12 @@ mod tests {
                 .to_hex(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn base64_encoding_is_the_sri_form() {
+        let h = NarHash::new(BASE32).unwrap();
+        assert_eq!(format!("sha256-{}", encode_base64(&h.digest())), SRI);
     }
 
     #[test]

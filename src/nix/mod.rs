@@ -34,6 +34,7 @@ mod json;
 mod store_path;
 
 pub use hash::NarHash;
+pub(crate) use hash::{encode_base64, encode_nix_base32};
 pub use image_info::{read_image_info, BootMode, ImageInfo, ImageInfoSource, IMAGE_INFO_PATH};
 pub use json::{BuildOutput, PathInfo};
 pub use store_path::StorePath;
