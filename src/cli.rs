@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0  success (every image published, skipped as already current, or verified)
+  0  success (every image published, verified, or already current: skipped / unchanged)
   1  an image failed; nothing was left half-published
   2  usage or configuration error (bad YAML, unknown profile, policy violation, ...)
   3  cleanup failed: a cloud may hold a half-made image (the message names it)
@@ -16,8 +16,9 @@ Set -v (or RUST_LOG=debug) for the output of nix and the HTTP calls.";
 
 /// Build, verify and publish the Hephaestus NixOS images into OpenStack Glance.
 ///
-/// A pipeline (pipelines/NAME.yaml) runs a chain of stages — evaluate, build, tag, verify,
-/// upload — for each profile (profiles/NAME.yaml).
+/// A pipeline (pipelines/NAME.yaml) runs a chain of stages for each profile
+/// (profiles/NAME.yaml): evaluate, skip-unchanged, build, tag, verify, boot-check, upload — or
+/// promote, which copies images from one cloud into another.
 #[derive(Debug, Parser)]
 #[command(name = "pipeline", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {

@@ -140,7 +140,7 @@ impl Report {
             out.push('\n');
             for s in &image.stages {
                 out.push_str(&format!(
-                    "    {:<9} {:<7} {:>7.2}s",
+                    "    {:<14} {:<7} {:>7.2}s",
                     s.stage,
                     format!("{:?}", s.status).to_lowercase(),
                     s.seconds

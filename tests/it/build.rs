@@ -2,8 +2,8 @@
 //! every profile's image builds and verifies; every broken output fails with its own message;
 //! a corrupted store output is caught; digests equal coreutils'.
 
-use crate::nix::{fixture_flake, offline_config};
-use crate::util::{copy_tree, pipeline, repo, run, Ran};
+use crate::nix::{installable, offline_config};
+use crate::util::{copy_tree, fixture_flake, pipeline, project, repo, report, run, Ran};
 use hephaestus::firmware::Boot;
 use hephaestus::stage::verify::{verify_file, Error as VerifyError, StoreOutput};
 use serde_json::Value;
@@ -20,15 +20,17 @@ fn run_pipeline(root: &Path, run_dir: &Path, args: &[&str]) -> Ran {
     run(&mut cmd)
 }
 
-fn report(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("no JSON report ({e})\n{ran}"))
+/// `pipeline verify-all --flake <fixture flake> EXTRA` in project `root`.
+fn verify_all(root: &Path, run_dir: &Path, extra: &[&str]) -> Ran {
+    let flake = fixture_flake();
+    let mut args = vec!["verify-all", "--flake", flake.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    run_pipeline(root, run_dir, &args)
 }
 
 /// A project root whose `lucy` profile builds `attribute` instead of its image.
 fn root_with_lucy_attribute(attribute: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo().join("profiles"), &dir.path().join("profiles"));
-    copy_tree(&repo().join("pipelines"), &dir.path().join("pipelines"));
+    let dir = project(None);
     let lucy = dir.path().join("profiles/lucy.yaml");
     let text = std::fs::read_to_string(&lucy).expect("lucy.yaml");
     let text = text.replace("attribute: images.lucy", &format!("attribute: {attribute}"));
@@ -36,35 +38,29 @@ fn root_with_lucy_attribute(attribute: &str) -> tempfile::TempDir {
     dir
 }
 
-fn nix_build(attr: &str) -> PathBuf {
-    let out = Command::new("nix")
-        .env("NIX_CONFIG", offline_config())
-        .args(["build", "--no-link", "--json"])
-        .arg(format!("{}#{attr}", fixture_flake()))
-        .output()
-        .expect("run nix build");
+/// `nix <args>` with offline Nix, expecting success; its JSON output.
+fn nix_json(args: &[&str], path: Option<&Path>) -> Value {
+    let mut cmd = Command::new("nix");
+    cmd.env("NIX_CONFIG", offline_config()).args(args);
+    if let Some(path) = path {
+        cmd.arg(path);
+    }
+    let out = cmd.output().expect("run nix");
     assert!(
         out.status.success(),
-        "nix build {attr}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("nix build --json");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmd:?} printed no JSON ({e})"))
+}
+
+fn nix_build(attr: &str) -> PathBuf {
+    let doc = nix_json(&["build", "--no-link", "--json", &installable(attr)], None);
     PathBuf::from(doc[0]["outputs"]["out"].as_str().expect("out path"))
 }
 
 fn registered_nar_hash(path: &Path) -> String {
-    let out = Command::new("nix")
-        .env("NIX_CONFIG", offline_config())
-        .args(["path-info", "--json"])
-        .arg(path)
-        .output()
-        .expect("run nix path-info");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("path-info --json");
+    let doc = nix_json(&["path-info", "--json"], Some(path));
     let entry = if doc.is_array() {
         &doc[0]
     } else {
@@ -76,17 +72,7 @@ fn registered_nar_hash(path: &Path) -> String {
 #[test]
 fn verify_all_builds_and_verifies_every_profile() {
     let run_dir = tempfile::tempdir().expect("tempdir");
-    let flake = repo().join("fixtures/flake");
-    let ran = run_pipeline(
-        &repo(),
-        run_dir.path(),
-        &[
-            "verify-all",
-            "--flake",
-            flake.to_str().expect("utf-8"),
-            "--json",
-        ],
-    );
+    let ran = verify_all(&repo(), run_dir.path(), &["--json"]);
     ran.expect_code(0);
     let doc = report(&ran);
     let images = doc["images"].as_array().expect("images");
@@ -128,18 +114,10 @@ fn verify_all_builds_and_verifies_every_profile() {
 #[test]
 fn keep_outputs_keeps_the_gc_roots() {
     let run_dir = tempfile::tempdir().expect("tempdir");
-    let flake = repo().join("fixtures/flake");
-    run_pipeline(
+    verify_all(
         &repo(),
         run_dir.path(),
-        &[
-            "verify-all",
-            "--flake",
-            flake.to_str().expect("utf-8"),
-            "--profile",
-            "sunraku",
-            "--keep-outputs",
-        ],
+        &["--profile", "sunraku", "--keep-outputs"],
     )
     .expect_code(0)
     .stderr_has("kept alive by the GC roots");
@@ -177,21 +155,13 @@ fn every_broken_output_fails_with_its_own_message() {
         ("broken.not-qcow2", "is not a qcow2 image"),
         ("broken.build-fails", "deliberate build failure"),
     ];
-    let flake = repo().join("fixtures/flake");
     for (attribute, message) in cases {
         let root = root_with_lucy_attribute(attribute);
         let run_dir = tempfile::tempdir().expect("tempdir");
-        let ran = run_pipeline(
+        let ran = verify_all(
             root.path(),
             run_dir.path(),
-            &[
-                "verify-all",
-                "--flake",
-                flake.to_str().expect("utf-8"),
-                "--profile",
-                "lucy",
-                "--json",
-            ],
+            &["--profile", "lucy", "--json"],
         );
         ran.expect_code(1).stderr_has(message);
         let doc = report(&ran);
@@ -208,21 +178,10 @@ fn every_broken_output_fails_with_its_own_message() {
 fn a_build_failure_names_the_nix_command() {
     let root = root_with_lucy_attribute("broken.build-fails");
     let run_dir = tempfile::tempdir().expect("tempdir");
-    let flake = repo().join("fixtures/flake");
-    run_pipeline(
-        root.path(),
-        run_dir.path(),
-        &[
-            "verify-all",
-            "--flake",
-            flake.to_str().expect("utf-8"),
-            "--profile",
-            "lucy",
-        ],
-    )
-    .expect_code(1)
-    .stderr_has("`nix build --json")
-    .stderr_has("broken.build-fails");
+    verify_all(root.path(), run_dir.path(), &["--profile", "lucy"])
+        .expect_code(1)
+        .stderr_has("`nix build --json")
+        .stderr_has("broken.build-fails");
 }
 
 #[test]

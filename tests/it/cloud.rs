@@ -1,7 +1,8 @@
-//! The local Keystone + Glance harness (`make cloud-up`, scripts/cloud) as the publish tests
-//! use it: where its clouds.yaml is, edited copies of it, an admin view of the images, the
-//! harness's own `openstack` CLI as an independent client, and stopping and restarting the
-//! `local` Glance for the kill test.
+//! The local Keystone + Glance harness (`make cloud-up`, scripts/cloud) as the cloud tests
+//! use it: where its clouds.yaml is, edited copies of it, clients of its clouds, an admin view
+//! of the images, each test's sandbox (prefix, pipeline copy, clean-up), the lifecycle facts
+//! tests assert of an image, the harness's own `openstack` CLI as an independent client, and
+//! stopping and restarting the `local` Glance for the kill test.
 //!
 //! A test that needs the cloud calls [`require_up`] first, which fails (never skips) with a
 //! message saying to run `make cloud-up`, and holds [`shared`] (or, to stop a server,
@@ -18,7 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hephaestus::glance::{connect_to, CloudChoice, Glance, Hidden, Image, ImageFilter};
+use hephaestus::glance::{
+    connect_to, CloudChoice, Glance, Hidden, Image, ImageFilter, ImageStatus, PatchOp,
+};
 
 use crate::util;
 
@@ -148,6 +151,29 @@ pub fn clouds_yaml_copy(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -
     path
 }
 
+/// An async client of `name` of the harness's clouds.yaml, or a failure naming
+/// `make cloud-up`.
+pub async fn glance(name: &str) -> Glance {
+    glance_with(name, &clouds_yaml()).await
+}
+
+/// An async client of `name` of the clouds.yaml `file`, or a failure naming `make cloud-up`.
+pub async fn glance_with(name: &str, file: &Path) -> Glance {
+    assert!(file.is_file(), "{} is missing: {START_IT}", file.display());
+    let choice = CloudChoice::Named {
+        name: name.to_owned(),
+        file: file.to_path_buf(),
+    };
+    match connect_to(&choice).await {
+        Ok(glance) => glance,
+        Err(e) => panic!(
+            "cloud {name} of {} does not answer ({}): {START_IT}",
+            file.display(),
+            chain(&e)
+        ),
+    }
+}
+
 /// A small runtime and a client of one cloud, for synchronous tests.
 pub struct Cloud {
     runtime: tokio::runtime::Runtime,
@@ -163,24 +189,11 @@ impl Cloud {
 
     /// Connects to `name` of the clouds.yaml `file` (e.g. an edited copy).
     pub fn connect_with(name: &str, file: &Path) -> Cloud {
-        let file = file.to_path_buf();
-        assert!(file.is_file(), "{} is missing: {START_IT}", file.display());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let choice = CloudChoice::Named {
-            name: name.to_owned(),
-            file: file.clone(),
-        };
-        let glance = match runtime.block_on(connect_to(&choice)) {
-            Ok(glance) => glance,
-            Err(e) => panic!(
-                "cloud {name} of {} does not answer ({}): {START_IT}",
-                file.display(),
-                chain(&e)
-            ),
-        };
+        let glance = runtime.block_on(glance_with(name, file));
         Cloud {
             runtime,
             glance,
@@ -263,22 +276,104 @@ impl Cloud {
     }
 }
 
-/// Deletes a test's images when the test passed; keeps them, and says so, when it failed.
+/// Deletes a test's images from its clouds when the test passed, protected ones unprotected
+/// first; keeps them, and says so, when it failed.
 pub struct Cleanup {
     /// The test's image name prefix.
-    pub prefix: String,
+    prefix: String,
+    /// The clouds it publishes into; each is cleaned through `<cloud>-admin`, which sees
+    /// hidden images too.
+    clouds: &'static [&'static str],
+}
+
+impl Cleanup {
+    /// Cleans the images named `prefix*` out of `clouds`.
+    pub fn new(prefix: &str, clouds: &'static [&'static str]) -> Cleanup {
+        Cleanup {
+            prefix: prefix.to_owned(),
+            clouds,
+        }
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let clouds = match self.clouds {
+                [one] => format!("cloud {one}"),
+                many => format!("clouds {}", many.join(" and ")),
+            };
             eprintln!(
-                "keeping the images named {}* in cloud local for inspection",
+                "keeping the images named {}* in {clouds} for inspection",
                 self.prefix
             );
             return;
         }
-        Cloud::connect("local-admin").delete_named(&self.prefix);
+        for name in self.clouds {
+            let admin = Cloud::connect(&format!("{name}-admin"));
+            for image in admin.images_named(&self.prefix) {
+                let unprotect = [PatchOp::replace("protected", false)];
+                if let Err(e) = admin.call(|g| g.update_image(&image.id, &unprotect)) {
+                    eprintln!("clean-up: unprotecting {}: {}", image.id, chain(&e));
+                }
+            }
+            admin.delete_named(&self.prefix);
+        }
+    }
+}
+
+/// Lets a test's own type (`struct T { sandbox: Sandbox, .. }`) be used as its [`Sandbox`]:
+/// `t.prefix`, `t.dir`, `t.stable(..)`.
+macro_rules! sandbox_deref {
+    ($type:ty) => {
+        impl std::ops::Deref for $type {
+            type Target = $crate::cloud::Sandbox;
+
+            fn deref(&self) -> &$crate::cloud::Sandbox {
+                &self.sandbox
+            }
+        }
+    };
+}
+pub(crate) use sandbox_deref;
+
+/// What a test that publishes starts from: the clouds checked up, a unique image name
+/// prefix, a temp dir, its pipeline copy there, and the clean-up of its images.
+pub struct Sandbox {
+    /// Every image of the test, and nothing else, has a name starting with this.
+    pub prefix: String,
+    /// The test's own directory (pipeline copy, run directory, flake copies, outputs).
+    pub dir: tempfile::TempDir,
+    /// The pipeline copy.
+    pub pipeline: PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl Sandbox {
+    /// Checks cloud `local` is up, then writes `copy` with the upload name
+    /// `<unique prefix of test>-{profile}`; the test's images in `clouds` go when it passes.
+    pub fn new(test: &str, copy: &util::PipelineCopy, clouds: &'static [&'static str]) -> Self {
+        require_up();
+        let prefix = unique_prefix(test);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pipeline = copy.write(dir.path(), &prefix);
+        Sandbox {
+            _cleanup: Cleanup::new(&prefix, clouds),
+            prefix,
+            dir,
+            pipeline,
+        }
+    }
+
+    /// The stable name of `profile`'s current image.
+    pub fn stable(&self, profile: &str) -> String {
+        format!("{}-{profile}", self.prefix)
+    }
+
+    /// A changed copy of the fixture flake in the test's directory (see
+    /// [`util::changed_flake`]).
+    pub fn changed_flake(&self, content: &str) -> PathBuf {
+        util::changed_flake(self.dir.path(), content)
     }
 }
 
@@ -327,12 +422,25 @@ pub fn venv() -> PathBuf {
 /// Runs the harness venv's `openstack --os-cloud CLOUD ARGS -f json` against the harness's
 /// clouds.yaml and returns its JSON output; panics with argv, status and stderr on failure.
 pub fn openstack(cloud: &str, args: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = args.iter().copied().chain(["-f", "json"]).collect();
+    let (what, stdout) = openstack_run(cloud, &args);
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what} printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&stdout)
+        )
+    })
+}
+
+/// Runs the harness venv's `openstack --os-cloud CLOUD ARGS` against the harness's
+/// clouds.yaml (e.g. `image set`, which prints nothing); returns the command and its stdout,
+/// and panics with argv, status and stderr on failure.
+pub fn openstack_run(cloud: &str, args: &[&str]) -> (String, Vec<u8>) {
     let program = venv().join("bin/openstack");
     let mut cmd = Command::new(&program);
     cmd.arg("--os-cloud")
         .arg(cloud)
         .args(args)
-        .args(["-f", "json"])
         .env("OS_CLIENT_CONFIG_FILE", clouds_yaml())
         .env_remove("OS_CLOUD");
     let out = cmd
@@ -344,11 +452,23 @@ pub fn openstack(cloud: &str, args: &[&str]) -> serde_json::Value {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{cmd:?} printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
+    (format!("{cmd:?}"), out.stdout)
+}
+
+/// `openstack image show ID` in each `(cloud, id)`, in parallel (each call is a Python
+/// start-up).
+pub fn show_all(requests: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|(cloud_name, id)| {
+                scope.spawn(move || openstack(cloud_name, &["image", "show", id]))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("openstack image show"))
+            .collect()
     })
 }
 
@@ -358,6 +478,13 @@ pub fn shown<'a>(image: &'a serde_json::Value, key: &str) -> Option<&'a serde_js
     image
         .get(key)
         .or_else(|| image.get("properties").and_then(|p| p.get(key)))
+}
+
+/// A field of `openstack image show`, or null.
+pub fn field(image: &serde_json::Value, key: &str) -> serde_json::Value {
+    shown(image, key)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// The master pid of `cloud`'s Glance from the harness's pid file, checked to be the gunicorn
@@ -493,4 +620,67 @@ pub fn describe(image: &Image) -> String {
         image.tags,
         props
     )
+}
+
+/// Image `id` of `cloud_name` as it is now. A fresh client each time: an idle client's pooled
+/// connection is closed by Glance while a publish or promotion runs, and the next request on
+/// it would fail.
+pub fn image(cloud_name: &str, id: &str) -> Image {
+    Cloud::connect(cloud_name).image(id)
+}
+
+/// Whether `image` carries `tag`.
+pub fn has(image: &Image, tag: &str) -> bool {
+    image.tags.iter().any(|t| t == tag)
+}
+
+/// The `hephaestus_generation` of `image`, or a failure describing it.
+pub fn generation(image: &Image) -> String {
+    image
+        .property("hephaestus_generation")
+        .unwrap_or_else(|| panic!("no hephaestus_generation: {}", describe(image)))
+        .to_string()
+}
+
+/// `image` is the current image named `stable`: active, visible, tagged `current` (and still
+/// `hephaestus`) and no other lifecycle tag.
+pub fn assert_current(image: &Image, stable: &str) {
+    let facts = describe(image);
+    assert_eq!(image.name.as_deref(), Some(stable), "{facts}");
+    assert_eq!(image.status, ImageStatus::Active, "{facts}");
+    assert!(!image.os_hidden, "the current image is visible: {facts}");
+    assert!(has(image, "current"), "{facts}");
+    for tag in ["candidate", "previous", "rolled-back"] {
+        assert!(
+            !has(image, tag),
+            "the current image is not `{tag}`: {facts}"
+        );
+    }
+    assert!(has(image, "hephaestus"), "other tags are kept: {facts}");
+}
+
+/// `image` is a kept generation of family `stable`: `<stable>-<generation>`, active (kept,
+/// not deleted), hidden, not `current`, and tagged `tag` (when given) of `previous` and
+/// `rolled-back`, not the other.
+pub fn assert_kept(image: &Image, stable: &str, tag: Option<&str>) {
+    let facts = describe(image);
+    assert_eq!(
+        image.name.as_deref(),
+        Some(format!("{stable}-{}", generation(image)).as_str()),
+        "{facts}"
+    );
+    assert_eq!(
+        image.status,
+        ImageStatus::Active,
+        "kept, not deleted: {facts}"
+    );
+    assert!(image.os_hidden, "a kept generation is hidden: {facts}");
+    assert!(!has(image, "current"), "{facts}");
+    for other in ["previous", "rolled-back"] {
+        assert_eq!(
+            has(image, other),
+            tag == Some(other),
+            "tag `{other}`: {facts}"
+        );
+    }
 }

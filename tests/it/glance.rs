@@ -5,71 +5,19 @@
 //! is missing or the cloud does not answer. Images get unique names and are deleted at the end.
 
 use std::io;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, Stream};
 use hephaestus::glance::{
-    connect_to, wait_for_status, CloudChoice, ErrorKind, Glance, Hidden, Image, ImageFilter,
-    ImageStatus, NewImage, PatchOp, WaitPolicy,
+    connect_to, wait_for_status, CloudChoice, ErrorKind, Hidden, Image, ImageFilter, ImageStatus,
+    NewImage, PatchOp, WaitPolicy,
 };
 use md5::Md5;
 use sha2::{Digest, Sha512};
 
-fn clouds_yaml() -> PathBuf {
-    match std::env::var_os("OS_CLIENT_CONFIG_FILE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".run/cloud/clouds.yaml"),
-    }
-}
-
-/// `err` and its sources, as `main` prints them.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
-
-async fn cloud(name: &str) -> Glance {
-    let file = clouds_yaml();
-    assert!(
-        file.is_file(),
-        "{} is missing: start the local Keystone + Glance clouds with `make cloud-up`",
-        file.display()
-    );
-    let choice = CloudChoice::Named {
-        name: name.to_owned(),
-        file: file.clone(),
-    };
-    match connect_to(&choice).await {
-        Ok(glance) => glance,
-        Err(e) => panic!(
-            "cloud {name} of {} does not answer ({}); start the local clouds with `make cloud-up`",
-            file.display(),
-            chain(&e)
-        ),
-    }
-}
-
-/// The `clouds` mapping of the harness's clouds.yaml, as JSON.
-fn clouds_json() -> serde_json::Value {
-    let text = std::fs::read_to_string(clouds_yaml()).expect("clouds.yaml is readable");
-    serde_saphyr::from_str(&text).expect("clouds.yaml parses")
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("it-{prefix}-{}-{nanos}", std::process::id())
-}
+use crate::cloud::{self, chain};
+use crate::util::hex;
 
 /// Deterministic bytes that no format inspector mistakes for a disk format.
 fn data(len: usize) -> Vec<u8> {
@@ -90,10 +38,6 @@ fn chunks(bytes: &[u8]) -> impl Stream<Item = Result<Bytes, io::Error>> + Send +
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     stream::iter(parts)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn raw_image(name: &str) -> NewImage {
@@ -130,9 +74,9 @@ fn assert_hashes(image: &Image, bytes: &[u8]) {
 #[tokio::test]
 async fn glance_import_info_offers_glance_direct_on_both_clouds() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
+    let _cloud = cloud::shared();
     for name in ["local", "local-prod"] {
-        let info = cloud(name).await.import_info().await.unwrap();
+        let info = cloud::glance(name).await.import_info().await.unwrap();
         assert!(info.offers("glance-direct"), "{name}: {info:?}");
         assert!(info.offers("web-download"), "{name}: {info:?}");
     }
@@ -141,9 +85,9 @@ async fn glance_import_info_offers_glance_direct_on_both_clouds() {
 #[tokio::test]
 async fn glance_streamed_upload_keeps_properties_and_hashes_match() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
-    let mut new = raw_image(&unique("upload"));
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
+    let mut new = raw_image(&cloud::unique_prefix("upload"));
     new.os_hidden = true;
     new.tags = vec!["candidate".into()];
     new.properties
@@ -169,10 +113,10 @@ async fn glance_streamed_upload_keeps_properties_and_hashes_match() {
 #[tokio::test]
 async fn glance_stage_then_glance_direct_import_becomes_active() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local-prod").await;
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local-prod").await;
     let image = glance
-        .create_image(&raw_image(&unique("stage")))
+        .create_image(&raw_image(&cloud::unique_prefix("stage")))
         .await
         .unwrap();
     let bytes = data(1 << 20);
@@ -192,9 +136,9 @@ async fn glance_stage_then_glance_direct_import_becomes_active() {
 #[tokio::test]
 async fn glance_listing_filters_by_property_tag_status_and_hidden() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
-    let run = unique("list");
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
+    let run = cloud::unique_prefix("list");
     let mut visible = raw_image(&format!("{run}-visible"));
     visible.tags = vec!["hephaestus".into(), "current".into()];
     visible
@@ -255,15 +199,15 @@ async fn glance_listing_filters_by_property_tag_status_and_hidden() {
 #[tokio::test]
 async fn glance_json_patch_updates_name_properties_tags_and_hidden() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
-    let mut new = raw_image(&unique("patch"));
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
+    let mut new = raw_image(&cloud::unique_prefix("patch"));
     new.os_hidden = true;
     new.tags = vec!["candidate".into()];
     new.properties
         .insert("hephaestus_generation".into(), "old".into());
     let image = glance.create_image(&new).await.unwrap();
-    let renamed = unique("patched");
+    let renamed = cloud::unique_prefix("patched");
     let updated = glance
         .update_image(
             &image.id,
@@ -303,8 +247,8 @@ async fn glance_json_patch_updates_name_properties_tags_and_hidden() {
 #[tokio::test]
 async fn glance_errors_carry_kinds_from_http_statuses() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
     let missing = glance
         .get_image("00000000-0000-4000-8000-000000000000")
         .await
@@ -313,7 +257,7 @@ async fn glance_errors_carry_kinds_from_http_statuses() {
     assert_eq!(missing.status(), Some(404));
 
     // format inspection: qcow2 declared, raw bytes sent
-    let mut new = raw_image(&unique("mismatch"));
+    let mut new = raw_image(&cloud::unique_prefix("mismatch"));
     new.disk_format = "qcow2".into();
     let image = glance.create_image(&new).await.unwrap();
     let err = glance
@@ -346,7 +290,7 @@ async fn glance_errors_carry_kinds_from_http_statuses() {
 
     // data on an active image
     let image = glance
-        .create_image(&raw_image(&unique("twice")))
+        .create_image(&raw_image(&cloud::unique_prefix("twice")))
         .await
         .unwrap();
     glance
@@ -366,10 +310,10 @@ async fn glance_errors_carry_kinds_from_http_statuses() {
 #[tokio::test]
 async fn glance_failing_body_stream_is_reported_and_image_goes_back_to_queued() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
     let image = glance
-        .create_image(&raw_image(&unique("broken")))
+        .create_image(&raw_image(&cloud::unique_prefix("broken")))
         .await
         .unwrap();
     let body = stream::iter(vec![
@@ -392,9 +336,9 @@ async fn glance_failing_body_stream_is_reported_and_image_goes_back_to_queued() 
 #[tokio::test]
 async fn glance_wait_gives_up_naming_the_image_and_its_status() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
-    let name = unique("never");
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
+    let name = cloud::unique_prefix("never");
     let image = glance.create_image(&raw_image(&name)).await.unwrap();
     let policy = WaitPolicy {
         delay: Duration::from_millis(100),
@@ -415,12 +359,12 @@ async fn glance_wait_gives_up_naming_the_image_and_its_status() {
 #[tokio::test]
 async fn glance_clouds_are_independent() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let staging = cloud("local").await;
-    let production = cloud("local-prod").await;
+    let _cloud = cloud::shared();
+    let staging = cloud::glance("local").await;
+    let production = cloud::glance("local-prod").await;
     assert_ne!(staging.base_url(), production.base_url());
     let image = staging
-        .create_image(&raw_image(&unique("staging-only")))
+        .create_image(&raw_image(&cloud::unique_prefix("staging-only")))
         .await
         .unwrap();
     let err = production.get_image(&image.id).await.unwrap_err();
@@ -431,9 +375,9 @@ async fn glance_clouds_are_independent() {
 #[tokio::test]
 async fn glance_bad_password_is_an_auth_error_and_secrets_stay_out_of_messages() {
     // Shares the clouds with other tests; waits while a test has stopped Glance on purpose.
-    let _cloud = crate::cloud::shared();
-    let glance = cloud("local").await;
-    let mut clouds = clouds_json();
+    let _cloud = cloud::shared();
+    let glance = cloud::glance("local").await;
+    let mut clouds = cloud::clouds();
     let password = clouds["clouds"]["local"]["auth"]["password"]
         .as_str()
         .expect("local has a password")

@@ -8,62 +8,40 @@
 //! passes (protected ones unprotected first) and kept for inspection when it fails.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use hephaestus::glance::{ErrorKind, Image, ImageStatus, NewImage, PatchOp, Visibility};
 use hephaestus::lifecycle;
 use serde_json::Value;
 
-use crate::cloud::{self, Cloud};
-use crate::util::{self, Ran};
+use crate::cloud::{self, assert_current, assert_kept, generation, Cloud, Sandbox};
+use crate::util::{self, report as json, PipelineCopy, Ran};
 
 const PROFILE: &str = "lucy";
 
 /// One test's family of lucy images and the means to publish, roll back and prune it.
 struct Family {
-    prefix: String,
-    dir: tempfile::TempDir,
-    pipeline: PathBuf,
+    sandbox: Sandbox,
     client: std::cell::RefCell<Option<Cloud>>,
-    _cleanup: Cleanup,
 }
 
+cloud::sandbox_deref!(Family);
+
 impl Family {
-    /// Checks the cloud is up, then writes `<tmp>/publish.yaml`: the shipped publish-all
+    /// Checks the cloud is up, then writes `<tmp>/publish-all.yaml`: the shipped publish-all
     /// pipeline with upload name `<prefix>-{profile}`.
     fn new(test: &str) -> Family {
-        cloud::require_up();
-        let prefix = cloud::unique_prefix(&format!("lifecycle-{test}"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shipped = std::fs::read_to_string(util::repo().join("pipelines/publish-all.yaml"))
-            .expect("read pipelines/publish-all.yaml");
-        let from = "name: \"hephaestus-{profile}\"";
-        assert!(
-            shipped.contains(from),
-            "pipelines/publish-all.yaml no longer sets the upload name as {from}; adapt this test"
-        );
         // Retention after each publish is off here (keep 100), so that the generations
         // these tests make stay until the test prunes them; the boot proof is left out to
         // save time (it is not what these tests are about).
-        let text = shipped
-            .replace(
-                from,
-                &format!("name: \"{prefix}-{{profile}}\"\n      keep: 100"),
-            )
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("- boot-check"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let pipeline = dir.path().join("publish.yaml");
-        std::fs::write(&pipeline, text).expect("write the pipeline copy");
+        let copy = PipelineCopy {
+            file: "publish-all.yaml",
+            upload_options: &["keep: 100"],
+            boot_check: false,
+            must_say: &[],
+        };
         Family {
-            _cleanup: Cleanup {
-                prefix: prefix.clone(),
-            },
-            prefix,
-            dir,
-            pipeline,
+            sandbox: Sandbox::new(&format!("lifecycle-{test}"), &copy, &["local"]),
             client: std::cell::RefCell::new(None),
         }
     }
@@ -89,13 +67,9 @@ impl Family {
     /// (the same content in every test, so Nix builds each once) and returns the new current
     /// image as Glance has it.
     fn publish(&self, content: &str) -> Image {
-        let flake = self.dir.path().join(format!("flake-{content}"));
-        util::copy_tree(&util::repo().join("fixtures/flake"), &flake);
-        std::fs::write(flake.join("generation"), format!("{content}\n")).expect("write generation");
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
-        cmd.arg("--root")
-            .arg(util::repo())
-            .arg("run")
+        let flake = self.changed_flake(content);
+        let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+        cmd.arg("run")
             .arg(&self.pipeline)
             .args([
                 "--cloud",
@@ -106,7 +80,6 @@ impl Family {
                 "--flake",
             ])
             .arg(&flake)
-            .env("NIX_CONFIG", crate::nix::offline_config())
             .env("HEPHAESTUS_RUN_DIR", self.dir.path().join("run"));
         let ran = self.run(cmd);
         ran.expect_code(0);
@@ -123,7 +96,7 @@ impl Family {
 
     /// `pipeline <args>` against the harness's clouds.yaml.
     fn pipeline(&self, args: &[&str]) -> Ran {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
+        let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
         cmd.args(args);
         self.run(cmd)
     }
@@ -154,21 +127,10 @@ impl Family {
         self.pipeline(&args)
     }
 
+    /// Runs `cmd` to completion, dropping the client first (see [`Self::cloud`]).
     fn run(&self, mut cmd: Command) -> Ran {
-        cmd.env("OS_CLIENT_CONFIG_FILE", cloud::clouds_yaml())
-            .env_remove("OS_CLOUD")
-            .env_remove("OS_AUTH_URL")
-            .env_remove("RUST_LOG");
         self.client.borrow_mut().take();
-        let out = cmd.output().expect("spawn pipeline");
-        let ran = Ran {
-            what: format!("{cmd:?}"),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(!ran.stderr.contains("panicked"), "the tool panicked\n{ran}");
-        ran
+        util::run_std(&mut cmd)
     }
 
     /// Every image of the test, by id.
@@ -189,84 +151,6 @@ impl Family {
         self.cloud()
             .call(|g| g.update_image(id, ops))
             .unwrap_or_else(|e| panic!("PATCH {id}: {}", cloud::chain(&e)));
-    }
-}
-
-/// Deletes the test's images when it passed, protected ones included; keeps them when it
-/// failed.
-struct Cleanup {
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "keeping the images named {}* in cloud local for inspection",
-                self.prefix
-            );
-            return;
-        }
-        let admin = Cloud::connect("local-admin");
-        for image in admin.images_named(&self.prefix) {
-            let unprotect = [PatchOp::replace("protected", false)];
-            if let Err(e) = admin.call(|g| g.update_image(&image.id, &unprotect)) {
-                eprintln!("clean-up: unprotecting {}: {}", image.id, cloud::chain(&e));
-            }
-        }
-        admin.delete_named(&self.prefix);
-    }
-}
-
-fn json(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})\n{ran}"))
-}
-
-fn generation(image: &Image) -> String {
-    image
-        .property("hephaestus_generation")
-        .unwrap_or_else(|| panic!("no hephaestus_generation: {}", cloud::describe(image)))
-        .to_string()
-}
-
-fn has(image: &Image, tag: &str) -> bool {
-    image.tags.iter().any(|t| t == tag)
-}
-
-/// `image` is the current image: stable name, visible, active, tagged `current` only.
-fn assert_current(image: &Image, name: &str) {
-    let facts = cloud::describe(image);
-    assert_eq!(image.name.as_deref(), Some(name), "{facts}");
-    assert_eq!(image.status, ImageStatus::Active, "{facts}");
-    assert!(!image.os_hidden, "the current image is visible: {facts}");
-    assert!(has(image, "current"), "{facts}");
-    for tag in ["previous", "rolled-back", "candidate"] {
-        assert!(
-            !has(image, tag),
-            "the current image is not `{tag}`: {facts}"
-        );
-    }
-    assert!(has(image, "hephaestus"), "other tags are kept: {facts}");
-}
-
-/// `image` is a kept generation of family `name`: hidden, `{name}-{generation}`, tagged
-/// `tag` (when given) and not `current`.
-fn assert_kept(image: &Image, name: &str, tag: Option<&str>) {
-    let facts = cloud::describe(image);
-    assert_eq!(
-        image.name.as_deref(),
-        Some(format!("{name}-{}", generation(image)).as_str()),
-        "{facts}"
-    );
-    assert!(image.os_hidden, "a kept generation is hidden: {facts}");
-    assert!(!has(image, "current"), "{facts}");
-    for other in ["previous", "rolled-back"] {
-        assert_eq!(
-            has(image, other),
-            tag == Some(other),
-            "tag `{other}`: {facts}"
-        );
     }
 }
 

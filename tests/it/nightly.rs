@@ -10,118 +10,67 @@
 //! Every test fails, naming `make cloud-up`, when the cloud is not running.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use hephaestus::glance::{Image, ImageStatus};
 use serde_json::Value;
 
-use crate::cloud::{self, Cleanup, Cloud};
-use crate::util::{self, Ran};
+use crate::cloud::{self, assert_current, has, Cloud, Sandbox};
+use crate::util::{
+    self, entry, fixture_flake, number, report, text, Background, PipelineCopy, Ran,
+};
 
 const PROFILES: [&str; 5] = ["generic", "lucy", "makise", "quinn", "sunraku"];
 
 /// One test's nightly pipeline copy, run directory and images.
 struct Nightly {
-    prefix: String,
-    dir: tempfile::TempDir,
-    pipeline: PathBuf,
-    _cleanup: Cleanup,
+    sandbox: Sandbox,
 }
+
+cloud::sandbox_deref!(Nightly);
 
 impl Nightly {
     /// Checks the cloud is up, then writes `<tmp>/nightly.yaml`: the shipped nightly pipeline
     /// with upload name `<prefix>-{profile}` and no `boot-check`.
     fn new(test: &str) -> Nightly {
-        cloud::require_up();
-        let prefix = cloud::unique_prefix(&format!("nightly-{test}"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shipped = std::fs::read_to_string(util::repo().join("pipelines/nightly.yaml"))
-            .expect("read pipelines/nightly.yaml");
-        let from = "name: \"hephaestus-{profile}\"";
-        for needle in [from, "- skip-unchanged", "- boot-check:\n      accel: auto"] {
-            assert!(
-                shipped.contains(needle),
-                "pipelines/nightly.yaml no longer says {needle:?}; adapt this test"
-            );
-        }
-        let text: String = shipped
-            .replace(from, &format!("name: \"{prefix}-{{profile}}\""))
-            .lines()
-            .filter(|l| !l.contains("- boot-check:") && !l.trim_start().starts_with("accel:"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(
-            !text.contains("- boot-check"),
-            "could not remove boot-check from the pipeline copy:\n{text}"
-        );
-        let pipeline = dir.path().join("nightly.yaml");
-        std::fs::write(&pipeline, text).expect("write the pipeline copy");
+        let copy = PipelineCopy {
+            file: "nightly.yaml",
+            upload_options: &[],
+            boot_check: false,
+            must_say: &["- skip-unchanged", "- boot-check:\n      accel: auto"],
+        };
         Nightly {
-            _cleanup: Cleanup {
-                prefix: prefix.clone(),
-            },
-            prefix,
-            dir,
-            pipeline,
+            sandbox: Sandbox::new(&format!("nightly-{test}"), &copy, &["local"]),
         }
     }
 
-    fn stable(&self, profile: &str) -> String {
-        format!("{}-{profile}", self.prefix)
-    }
-
-    fn run_dir(&self) -> PathBuf {
+    fn run_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("run")
-    }
-
-    /// A copy of the fixture flake whose `generation` file says `content` (the same text in
-    /// every run, so Nix builds it once): every image changes.
-    fn changed_flake(&self, content: &str) -> PathBuf {
-        let flake = self.dir.path().join(format!("flake-{content}"));
-        util::copy_tree(&fixture_flake(), &flake);
-        std::fs::write(flake.join("generation"), format!("{content}\n")).expect("write generation");
-        flake
     }
 
     /// `pipeline [-v] --root <repo> run <copy> --cloud local --flake FLAKE --json
     /// [--profile P]... EXTRA` with this test's run directory, the harness's clouds.yaml and
     /// offline Nix.
     fn command(&self, flake: &Path, profiles: &[&str], verbose: bool, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
+        let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
         if verbose {
             cmd.arg("-v");
         }
-        cmd.arg("--root")
-            .arg(util::repo())
-            .arg("run")
+        cmd.arg("run")
             .arg(&self.pipeline)
             .args(["--cloud", "local", "--json", "--flake"])
             .arg(flake);
         for p in profiles {
             cmd.args(["--profile", p]);
         }
-        cmd.args(extra)
-            .env("HEPHAESTUS_RUN_DIR", self.run_dir())
-            .env("OS_CLIENT_CONFIG_FILE", cloud::clouds_yaml())
-            .env("NIX_CONFIG", crate::nix::offline_config())
-            .env_remove("OS_CLOUD")
-            .env_remove("OS_AUTH_URL")
-            .env_remove("RUST_LOG");
+        cmd.args(extra).env("HEPHAESTUS_RUN_DIR", self.run_dir());
         cmd
     }
 
     /// Runs the nightly to completion and expects success; returns the run and its report.
     fn run(&self, flake: &Path, profiles: &[&str], verbose: bool) -> (Ran, Value) {
-        let mut cmd = self.command(flake, profiles, verbose, &[]);
-        let out = cmd.output().expect("spawn pipeline");
-        let ran = ran(
-            format!("{cmd:?}"),
-            out.status.code(),
-            &out.stdout,
-            &out.stderr,
-        );
+        let ran = util::run_std(&mut self.command(flake, profiles, verbose, &[]));
         ran.expect_code(0);
         let report = report(&ran);
         assert_eq!(report["ok"], true, "{ran}");
@@ -138,47 +87,6 @@ impl Nightly {
         ids.sort();
         ids
     }
-}
-
-fn fixture_flake() -> PathBuf {
-    util::repo().join("fixtures/flake")
-}
-
-fn ran(what: String, code: Option<i32>, stdout: &[u8], stderr: &[u8]) -> Ran {
-    let ran = Ran {
-        what,
-        code: code.unwrap_or(-1),
-        stdout: String::from_utf8_lossy(stdout).into_owned(),
-        stderr: String::from_utf8_lossy(stderr).into_owned(),
-    };
-    assert!(!ran.stderr.contains("panicked"), "the tool panicked\n{ran}");
-    ran
-}
-
-/// The JSON report on stdout.
-fn report(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON report ({e})\n{ran}"))
-}
-
-/// The report's entry of `profile`.
-fn entry<'a>(report: &'a Value, profile: &str) -> &'a Value {
-    report["images"]
-        .as_array()
-        .and_then(|images| images.iter().find(|i| i["profile"] == profile))
-        .unwrap_or_else(|| panic!("the report has no image of {profile}: {report:#}"))
-}
-
-fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
-    entry[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("report entry lacks a string `{key}`: {entry:#}"))
-}
-
-fn number(entry: &Value, key: &str) -> u64 {
-    entry[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("report entry lacks a number `{key}`: {entry:#}"))
 }
 
 /// The status of stage `stage` in a report entry.
@@ -200,23 +108,6 @@ fn nix_runs<'a>(stderr: &'a str, sub: &str) -> Vec<&'a str> {
                 .is_some_and(|(_, cmd)| cmd.contains("nix") && cmd.contains(&needle))
         })
         .collect()
-}
-
-fn has(image: &Image, tag: &str) -> bool {
-    image.tags.iter().any(|t| t == tag)
-}
-
-/// `image` is the current image named `stable`.
-fn assert_current(image: &Image, stable: &str) {
-    let facts = cloud::describe(image);
-    assert_eq!(image.name.as_deref(), Some(stable), "{facts}");
-    assert_eq!(image.status, ImageStatus::Active, "{facts}");
-    assert!(!image.os_hidden, "the current image is visible: {facts}");
-    assert!(has(image, "current"), "{facts}");
-    assert!(
-        !has(image, "candidate") && !has(image, "previous"),
-        "{facts}"
-    );
 }
 
 #[test]
@@ -279,7 +170,7 @@ fn nightly_publishes_then_builds_and_sends_nothing_until_the_flake_changes() {
             text(a, "image_id"),
             "{profile}: the report names the current image\n{ran}"
         );
-        let current = Cloud::connect("local").image(text(a, "image_id"));
+        let current = cloud::image("local", text(a, "image_id"));
         assert_current(&current, &s.stable(profile));
         assert_eq!(
             current.property("hephaestus_store_path"),
@@ -316,13 +207,13 @@ fn nightly_publishes_then_builds_and_sends_nothing_until_the_flake_changes() {
         assert_eq!(number(c, "bytes_sent"), number(c, "size"), "{profile}");
         assert_ne!(c["store_path"], a["store_path"], "{profile}\n{ran}");
         assert_ne!(text(c, "image_id"), text(a, "image_id"), "{profile}\n{ran}");
-        let current = Cloud::connect("local").image(text(c, "image_id"));
+        let current = cloud::image("local", text(c, "image_id"));
         assert_current(&current, &s.stable(profile));
         assert_eq!(
             current.property("hephaestus_store_path"),
             c["store_path"].as_str()
         );
-        let old = Cloud::connect("local").image(text(a, "image_id"));
+        let old = cloud::image("local", text(a, "image_id"));
         assert!(
             old.os_hidden && has(&old, "previous"),
             "{}",
@@ -362,38 +253,12 @@ fn run_lock_held_by_another_run_refuses_with_lock_timeout_0_then_runs_once_free(
     held.try_lock()
         .expect("the lock file is free before the test");
 
-    let (out, err) = (s.dir.path().join("stdout"), s.dir.path().join("stderr"));
     let mut cmd = s.command(&flake, &["lucy"], false, &["--lock-timeout", "0"]);
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::from(File::create(&out).expect("stdout file")))
-        .stderr(Stdio::from(File::create(&err).expect("stderr file")))
-        .spawn()
-        .expect("spawn pipeline");
     // Not a timing assertion: only a guard so that a run waiting for the lock despite
     // `--lock-timeout 0` fails the test instead of hanging it.
-    let limit = Duration::from_secs(300);
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for pipeline") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the run still waited for the lock after {limit:?} despite --lock-timeout 0\n\
-                 command: {what}\n--- stderr\n{}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let refused = ran(
-        what,
-        status.code(),
-        &std::fs::read(&out).unwrap_or_default(),
-        &std::fs::read(&err).unwrap_or_default(),
+    let refused = Background::spawn(&mut cmd, s.dir.path()).finish(
+        Duration::from_secs(300),
+        "the run still waited for the lock despite --lock-timeout 0",
     );
     assert!(
         refused.code != 0 && refused.code != -1,

@@ -10,14 +10,14 @@
 //! either cloud. They are deleted from both clouds when the test passes and kept when it fails.
 //! Every test fails, naming `make cloud-up`, when the clouds are not running.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use hephaestus::glance::{Image, ImageStatus};
+use hephaestus::glance::Image;
 use serde_json::{json, Value};
 
-use crate::cloud::{self, Cloud};
-use crate::util::{self, Ran};
+use crate::cloud::{self, assert_current, field, has, image, show_all, Cloud, Sandbox};
+use crate::util::{self, entry, fixture_flake, number, report, text, PipelineCopy, Ran};
 
 /// Staging: where `pipeline run` publishes.
 const SOURCE: &str = "local";
@@ -26,67 +26,32 @@ const TARGET: &str = "local-prod";
 
 /// One test's family of images in both clouds, and the means to publish and promote it.
 struct Promotion {
-    prefix: String,
-    dir: tempfile::TempDir,
-    pipeline: PathBuf,
-    _cleanup: Cleanup,
+    sandbox: Sandbox,
 }
 
+cloud::sandbox_deref!(Promotion);
+
 impl Promotion {
-    /// Checks the clouds are up, then writes `<tmp>/publish.yaml`: the shipped publish-all
-    /// pipeline with upload name `<prefix>-{profile}` and without `boot-check` (the boot is
-    /// proven by the publish tests; promotion copies whatever staging holds).
+    /// Checks the clouds are up, then writes `<tmp>/publish-all.yaml`: the shipped
+    /// publish-all pipeline with upload name `<prefix>-{profile}` and without `boot-check`
+    /// (the boot is proven by the publish tests; promotion copies whatever staging holds).
     fn new(test: &str) -> Promotion {
         cloud::require_up();
         Cloud::connect(TARGET);
-        let prefix = cloud::unique_prefix(&format!("promote-{test}"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shipped = std::fs::read_to_string(util::repo().join("pipelines/publish-all.yaml"))
-            .expect("read pipelines/publish-all.yaml");
-        let from = "name: \"hephaestus-{profile}\"";
-        assert!(
-            shipped.contains(from),
-            "pipelines/publish-all.yaml no longer sets the upload name as {from}; adapt this test"
-        );
-        let text: String = shipped
-            .replace(from, &format!("name: \"{prefix}-{{profile}}\""))
-            .lines()
-            .filter(|l| l.trim_start() != "- boot-check" && !l.contains("- boot-check "))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(
-            !text.contains("- boot-check"),
-            "could not remove boot-check from the pipeline copy:\n{text}"
-        );
-        let pipeline = dir.path().join("publish.yaml");
-        std::fs::write(&pipeline, text).expect("write the pipeline copy");
+        let copy = PipelineCopy {
+            file: "publish-all.yaml",
+            upload_options: &[],
+            boot_check: false,
+            must_say: &[],
+        };
         Promotion {
-            _cleanup: Cleanup {
-                prefix: prefix.clone(),
-            },
-            prefix,
-            dir,
-            pipeline,
+            sandbox: Sandbox::new(&format!("promote-{test}"), &copy, &[SOURCE, TARGET]),
         }
     }
 
     /// `<prefix>-{profile}`, as `--name` takes it.
     fn template(&self) -> String {
         format!("{}-{{profile}}", self.prefix)
-    }
-
-    /// The stable name of `profile`'s current image in either cloud.
-    fn stable(&self, profile: &str) -> String {
-        format!("{}-{profile}", self.prefix)
-    }
-
-    /// A copy of the fixture flake whose `generation` file says `content` (the same content
-    /// in every run, so Nix builds it once).
-    fn changed_flake(&self, content: &str) -> PathBuf {
-        let flake = self.dir.path().join(format!("flake-{content}"));
-        util::copy_tree(&util::repo().join("fixtures/flake"), &flake);
-        std::fs::write(flake.join("generation"), format!("{content}\n")).expect("write generation");
-        flake
     }
 
     /// Publishes `profiles` built from `flake` into `local`; every one must be published.
@@ -100,7 +65,7 @@ impl Promotion {
             cmd.args(["--profile", p]);
         }
         cmd.env("HEPHAESTUS_RUN_DIR", self.dir.path().join("run"));
-        let ran = run(cmd);
+        let ran = util::run_std(&mut cmd);
         ran.expect_code(0);
         let report = report(&ran);
         for p in profiles {
@@ -121,7 +86,7 @@ impl Promotion {
             cmd.args(["--profile", p]);
         }
         cmd.args(extra);
-        run(cmd)
+        util::run_std(&mut cmd)
     }
 
     /// Every image of this test in `local-prod`, hidden ones included.
@@ -137,164 +102,20 @@ impl Promotion {
     }
 }
 
-/// Deletes the test's images from both clouds when it passed; keeps them when it failed.
-struct Cleanup {
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "keeping the images named {}* in clouds {SOURCE} and {TARGET} for inspection",
-                self.prefix
-            );
-            return;
-        }
-        for admin in ["local-admin", "local-prod-admin"] {
-            Cloud::connect(admin).delete_named(&self.prefix);
-        }
-    }
-}
-
 /// The `pipeline` binary with `--root <repo>`, the harness's clouds.yaml and offline Nix.
 fn pipeline() -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
-    cmd.arg("--root")
-        .arg(util::repo())
-        .env("OS_CLIENT_CONFIG_FILE", cloud::clouds_yaml())
-        .env("NIX_CONFIG", crate::nix::offline_config())
-        .env_remove("OS_CLOUD")
-        .env_remove("OS_AUTH_URL")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-fn run(mut cmd: Command) -> Ran {
-    let out = cmd.output().expect("spawn pipeline");
-    let ran = Ran {
-        what: format!("{cmd:?}"),
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!ran.stderr.contains("panicked"), "the tool panicked\n{ran}");
-    ran
-}
-
-/// The JSON report on stdout.
-fn report(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON report ({e})\n{ran}"))
-}
-
-/// The report's entry of `profile`.
-fn entry<'a>(report: &'a Value, profile: &str) -> &'a Value {
-    report["images"]
-        .as_array()
-        .and_then(|images| images.iter().find(|i| i["profile"] == profile))
-        .unwrap_or_else(|| panic!("the report has no image of {profile}: {report:#}"))
-}
-
-fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
-    entry[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("report entry lacks a string `{key}`: {entry:#}"))
-}
-
-fn number(entry: &Value, key: &str) -> u64 {
-    entry[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("report entry lacks a number `{key}`: {entry:#}"))
-}
-
-/// Image `id` of `cloud_name` as it is now. A fresh client each time: an idle client's pooled
-/// connection is closed by Glance while a publish or promotion runs, and the next request on
-/// it would fail.
-fn image(cloud_name: &str, id: &str) -> Image {
-    Cloud::connect(cloud_name).image(id)
-}
-
-fn has(image: &Image, tag: &str) -> bool {
-    image.tags.iter().any(|t| t == tag)
-}
-
-/// `image` is the current image named `stable`: active, visible, tagged `current` and no
-/// other lifecycle tag.
-fn assert_current(image: &Image, stable: &str) {
-    let facts = cloud::describe(image);
-    assert_eq!(image.name.as_deref(), Some(stable), "{facts}");
-    assert_eq!(image.status, ImageStatus::Active, "{facts}");
-    assert!(!image.os_hidden, "the current image is visible: {facts}");
-    assert!(has(image, "current"), "{facts}");
-    for tag in ["candidate", "previous", "rolled-back"] {
-        assert!(
-            !has(image, tag),
-            "the current image is not `{tag}`: {facts}"
-        );
-    }
+    util::cloud_pipeline(&cloud::clouds_yaml())
 }
 
 /// `image` is the generation the current one replaced: `<stable>-<generation>`, hidden,
 /// tagged `previous`, not `current`.
 fn assert_previous(image: &Image, stable: &str) {
-    let facts = cloud::describe(image);
-    let generation = image
-        .property("hephaestus_generation")
-        .unwrap_or_else(|| panic!("no hephaestus_generation: {facts}"));
-    assert_eq!(
-        image.name.as_deref(),
-        Some(format!("{stable}-{generation}").as_str()),
-        "{facts}"
-    );
-    assert_eq!(
-        image.status,
-        ImageStatus::Active,
-        "kept, not deleted: {facts}"
-    );
-    assert!(image.os_hidden, "the previous image is hidden: {facts}");
-    assert!(has(image, "previous"), "{facts}");
-    assert!(!has(image, "current"), "{facts}");
-}
-
-/// `openstack image show ID` in each `(cloud, id)`, in parallel (each call is a Python
-/// start-up).
-fn show_all(requests: &[(&str, &str)]) -> Vec<Value> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = requests
-            .iter()
-            .map(|(cloud_name, id)| {
-                scope.spawn(move || cloud::openstack(cloud_name, &["image", "show", id]))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("openstack image show"))
-            .collect()
-    })
-}
-
-/// A field of `openstack image show`, or null.
-fn field(image: &Value, key: &str) -> Value {
-    cloud::shown(image, key).cloned().unwrap_or(Value::Null)
+    cloud::assert_kept(image, stable, Some("previous"));
 }
 
 /// `openstack --os-cloud CLOUD image set --tag TAG ID`, as CI would tag a tested image.
 fn openstack_tag(cloud_name: &str, id: &str, tag: &str) {
-    let program = cloud::venv().join("bin/openstack");
-    let mut cmd = Command::new(&program);
-    cmd.args(["--os-cloud", cloud_name, "image", "set", "--tag", tag, id])
-        .env("OS_CLIENT_CONFIG_FILE", cloud::clouds_yaml())
-        .env_remove("OS_CLOUD");
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}: {}", program.display(), cloud::START_IT));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({})\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cloud::openstack_run(cloud_name, &["image", "set", "--tag", tag, id]);
 }
 
 #[test]
@@ -302,7 +123,7 @@ fn promote_copies_the_current_image_with_its_hashes_and_provenance_then_skips_it
     let _cloud = cloud::shared();
     let s = Promotion::new("copy");
     let profiles = ["lucy", "sunraku"];
-    let published = s.publish(&util::repo().join("fixtures/flake"), &profiles);
+    let published = s.publish(&fixture_flake(), &profiles);
 
     let ran = s.promote(&profiles, &[]);
     ran.expect_code(0);
@@ -431,7 +252,7 @@ fn promote_copies_the_current_image_with_its_hashes_and_provenance_then_skips_it
 fn promote_require_tag_refuses_an_untested_image_until_ci_tags_it() {
     let _cloud = cloud::shared();
     let s = Promotion::new("tag");
-    let published = s.publish(&util::repo().join("fixtures/flake"), &["lucy"]);
+    let published = s.publish(&fixture_flake(), &["lucy"]);
     let source_id = text(entry(&published, "lucy"), "image_id").to_string();
 
     let ran = s.promote(&["lucy"], &["--require-tag", "tested"]);
@@ -479,12 +300,9 @@ fn promote_follows_a_changed_publish_and_can_promote_an_older_generation() {
     let s = Promotion::new("gens");
     let stable = s.stable("lucy");
 
-    let first = s.publish(&util::repo().join("fixtures/flake"), &["lucy"]);
+    let first = s.publish(&fixture_flake(), &["lucy"]);
     let source1 = image(SOURCE, text(entry(&first, "lucy"), "image_id"));
-    let generation1 = source1
-        .property("hephaestus_generation")
-        .unwrap_or_else(|| panic!("no generation: {}", cloud::describe(&source1)))
-        .to_string();
+    let generation1 = cloud::generation(&source1);
     let ran = s.promote(&["lucy"], &[]);
     ran.expect_code(0);
     let target1 = text(entry(&report(&ran), "lucy"), "image_id").to_string();
@@ -582,14 +400,16 @@ fn promote_of_a_profile_the_source_lacks_fails_clearly_and_creates_nothing() {
         "--profile",
         "makise",
     ]);
-    run(cmd).expect_code(2).stderr_has("--from and --to");
+    util::run_std(&mut cmd)
+        .expect_code(2)
+        .stderr_has("--from and --to");
 }
 
 #[test]
 fn promote_stage_of_a_pipeline_file_promotes_like_the_command() {
     let _cloud = cloud::shared();
     let s = Promotion::new("stage");
-    let published = s.publish(&util::repo().join("fixtures/flake"), &["lucy"]);
+    let published = s.publish(&fixture_flake(), &["lucy"]);
     let source_id = text(entry(&published, "lucy"), "image_id").to_string();
 
     // The shipped promote pipeline, aimed at the local clouds, without the CI tag gate.
@@ -619,7 +439,7 @@ fn promote_stage_of_a_pipeline_file_promotes_like_the_command() {
         .arg(&file)
         .args(["--profile", "lucy", "--json"])
         .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
-    let ran = run(cmd);
+    let ran = util::run_std(&mut cmd);
     ran.expect_code(0);
     let doc = report(&ran);
     assert_eq!(doc["pipeline"], "promote", "{ran}");

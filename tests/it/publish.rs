@@ -8,19 +8,20 @@
 //! with its prefix. They are deleted when the test passes and kept when it fails. Every test
 //! fails, naming `make cloud-up`, when the clouds are not running.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hephaestus::glance::{Image, ImageFilter, ImageStatus};
+use hephaestus::glance::ImageFilter;
 use md5::Md5;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 
-use crate::cloud::{self, Cleanup, Cloud};
+use crate::cloud::{self, assert_current, Cloud, Sandbox};
 use crate::proxy::{Fault, Proxy, Request};
-use crate::util::{self, Ran};
+use crate::util::{
+    self, entry, fixture_flake, hex, number, report, text, Background, PipelineCopy, Ran,
+};
 
 const PROFILES: [&str; 5] = ["generic", "lucy", "makise", "quinn", "sunraku"];
 
@@ -35,11 +36,10 @@ enum Stages {
 
 /// What every test starts from: its prefix, a temp dir, and its pipeline file.
 struct Setup {
-    prefix: String,
-    dir: tempfile::TempDir,
-    pipeline: PathBuf,
-    _cleanup: Cleanup,
+    sandbox: Sandbox,
 }
+
+cloud::sandbox_deref!(Setup);
 
 impl Setup {
     /// Checks the cloud is up, then writes `<tmp>/publish-all.yaml`: the shipped pipeline
@@ -51,48 +51,22 @@ impl Setup {
 
     /// [`Setup::new`], choosing whether the boot check stays.
     fn with_stages(test: &str, stages: Stages) -> Setup {
-        cloud::require_up();
-        let prefix = cloud::unique_prefix(test);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shipped = std::fs::read_to_string(util::repo().join("pipelines/publish-all.yaml"))
-            .expect("read pipelines/publish-all.yaml");
-        let from = "name: \"hephaestus-{profile}\"";
-        assert!(
-            shipped.contains(from),
-            "pipelines/publish-all.yaml no longer sets the upload name as {from}; adapt this test"
-        );
-        let mut text = shipped.replace(from, &format!("name: \"{prefix}-{{profile}}\""));
-        if stages == Stages::WithoutBootCheck {
-            text = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("- boot-check"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-        }
-        let pipeline = dir.path().join("publish-all.yaml");
-        std::fs::write(&pipeline, text).expect("write the pipeline copy");
+        let copy = PipelineCopy {
+            file: "publish-all.yaml",
+            upload_options: &[],
+            boot_check: stages == Stages::Shipped,
+            must_say: &[],
+        };
         Setup {
-            _cleanup: Cleanup {
-                prefix: prefix.clone(),
-            },
-            prefix,
-            dir,
-            pipeline,
+            sandbox: Sandbox::new(test, &copy, &["local"]),
         }
-    }
-
-    /// The stable name of `profile`'s current image.
-    fn stable(&self, profile: &str) -> String {
-        format!("{}-{profile}", self.prefix)
     }
 
     /// `pipeline --root <repo> run <copy> --cloud local --flake FLAKE --json [--profile P]...`
     /// with `OS_CLIENT_CONFIG_FILE=clouds` and the offline Nix settings.
     fn command(&self, flake: &Path, profiles: &[&str], clouds: &Path) -> Command {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pipeline"));
-        cmd.arg("--root")
-            .arg(util::repo())
-            .arg("run")
+        let mut cmd = util::cloud_pipeline(clouds);
+        cmd.arg("run")
             .arg(&self.pipeline)
             .args(["--cloud", "local", "--flake"])
             .arg(flake)
@@ -100,24 +74,12 @@ impl Setup {
         for p in profiles {
             cmd.args(["--profile", p]);
         }
-        cmd.env("OS_CLIENT_CONFIG_FILE", clouds)
-            .env("NIX_CONFIG", crate::nix::offline_config())
-            .env_remove("RUST_LOG")
-            .env_remove("OS_CLOUD")
-            .env_remove("OS_AUTH_URL");
         cmd
     }
 
     /// Runs to completion.
     fn run(&self, flake: &Path, profiles: &[&str], clouds: &Path) -> Ran {
-        let mut cmd = self.command(flake, profiles, clouds);
-        let out = cmd.output().expect("spawn pipeline");
-        ran(
-            format!("{cmd:?}"),
-            out.status.code(),
-            &out.stdout,
-            &out.stderr,
-        )
+        util::run_std(&mut self.command(flake, profiles, clouds))
     }
 
     /// Publishes `profiles` from `flake` into `local` directly, expecting success.
@@ -127,78 +89,11 @@ impl Setup {
         let report = report(&ran);
         (ran, report)
     }
-
-    /// A copy of the fixture flake whose `generation` differs: every image changes.
-    fn changed_flake(&self) -> PathBuf {
-        let flake = self.dir.path().join("flake-changed");
-        util::copy_tree(&fixture_flake(), &flake);
-        // The same text in every test, so Nix builds the changed images once.
-        std::fs::write(flake.join("generation"), "it-publish-changed\n").expect("write generation");
-        flake
-    }
 }
 
-fn fixture_flake() -> PathBuf {
-    util::repo().join("fixtures/flake")
-}
-
-fn ran(what: String, code: Option<i32>, stdout: &[u8], stderr: &[u8]) -> Ran {
-    let ran = Ran {
-        what,
-        code: code.unwrap_or(-1),
-        stdout: String::from_utf8_lossy(stdout).into_owned(),
-        stderr: String::from_utf8_lossy(stderr).into_owned(),
-    };
-    assert!(!ran.stderr.contains("panicked"), "the tool panicked\n{ran}");
-    ran
-}
-
-/// The JSON report on stdout.
-fn report(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON report ({e})\n{ran}"))
-}
-
-/// The report's entry of `profile`.
-fn entry<'a>(report: &'a Value, profile: &str) -> &'a Value {
-    report["images"]
-        .as_array()
-        .and_then(|images| images.iter().find(|i| i["profile"] == profile))
-        .unwrap_or_else(|| panic!("the report has no image of {profile}: {report:#}"))
-}
-
-fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
-    entry[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("report entry lacks a string `{key}`: {entry:#}"))
-}
-
-fn number(entry: &Value, key: &str) -> u64 {
-    entry[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("report entry lacks a number `{key}`: {entry:#}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `image` is `profile`'s current image: stable name, visible, active, tagged `current` and
-/// nothing else of the lifecycle.
-fn assert_current(image: &Image, stable: &str) {
-    let facts = cloud::describe(image);
-    assert_eq!(image.name.as_deref(), Some(stable), "{facts}");
-    assert_eq!(image.status, ImageStatus::Active, "{facts}");
-    assert!(!image.os_hidden, "the current image is visible: {facts}");
-    assert!(image.tags.iter().any(|t| t == "current"), "{facts}");
-    assert!(
-        !image
-            .tags
-            .iter()
-            .any(|t| t == "candidate" || t == "previous"),
-        "{facts}"
-    );
-}
+/// The changed fixture flake: the same text in every test, so Nix builds the changed images
+/// once.
+const CHANGED: &str = "it-publish-changed";
 
 /// Nothing of the test but `expected` is left in the cloud: no candidate, nothing queued or
 /// saving, no killed or extra image.
@@ -213,31 +108,6 @@ fn assert_only(admin: &Cloud, prefix: &str, expected: &[&str]) {
         ids, want,
         "the cloud holds other images of this test than expected: {described:#?}"
     );
-}
-
-/// Waits for `child` to exit and returns what it printed into the `out`/`err` files.
-fn finish(mut child: Child, what: String, out: &Path, err: &Path, limit: Duration) -> Ran {
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for pipeline") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "pipeline did not finish within {limit:?}\n--- stderr\n{}",
-                std::fs::read_to_string(err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    ran(
-        what,
-        status.code(),
-        &std::fs::read(out).unwrap_or_default(),
-        &std::fs::read(err).unwrap_or_default(),
-    )
 }
 
 #[test]
@@ -265,28 +135,15 @@ fn publish_all_five_profiles_and_openstack_cli_reads_back_firmware_and_hashes() 
     }
 
     // Read back with python-openstackclient, in parallel: each call is a Python start-up.
-    let shown: Vec<(String, Value)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = PROFILES
-            .iter()
-            .map(|profile| {
-                let id = text(entry(&report, profile), "image_id").to_owned();
-                scope.spawn(move || {
-                    (
-                        profile.to_string(),
-                        cloud::openstack("local", &["image", "show", &id]),
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("openstack image show"))
-            .collect()
-    });
+    let ids: Vec<(&str, &str)> = PROFILES
+        .iter()
+        .map(|profile| ("local", text(entry(&report, profile), "image_id")))
+        .collect();
+    let shown = cloud::show_all(&ids);
 
-    for (profile, image) in &shown {
+    for (profile, image) in PROFILES.iter().zip(&shown) {
         let e = entry(&report, profile);
-        let field = |key: &str| cloud::shown(image, key).cloned().unwrap_or(Value::Null);
+        let field = |key: &str| cloud::field(image, key);
         assert_eq!(field("name"), json!(s.stable(profile)), "{image:#}");
         assert_eq!(field("status"), "active", "{image:#}");
         assert_eq!(field("hephaestus_profile"), json!(profile), "{image:#}");
@@ -298,7 +155,7 @@ fn publish_all_five_profiles_and_openstack_cli_reads_back_firmware_and_hashes() 
                 .is_some_and(|t| t.contains(&json!("current"))),
             "{image:#}"
         );
-        if profile == "sunraku" {
+        if *profile == "sunraku" {
             assert_eq!(field("hw_firmware_type"), "bios", "{image:#}");
             assert!(
                 field("hw_machine_type").is_null(),
@@ -350,7 +207,7 @@ fn changed_image_becomes_current_and_the_old_one_is_kept_hidden_as_previous() {
     let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
     let old_id = text(entry(&first, "lucy"), "image_id").to_owned();
 
-    let (ran, second) = s.publish(&s.changed_flake(), &["lucy"]);
+    let (ran, second) = s.publish(&s.changed_flake(CHANGED), &["lucy"]);
     let e = entry(&second, "lucy");
     assert_eq!(text(e, "status"), "published", "{ran}");
     let new_id = text(e, "image_id").to_owned();
@@ -366,20 +223,8 @@ fn changed_image_becomes_current_and_the_old_one_is_kept_hidden_as_previous() {
     );
 
     let old = local.image(&old_id);
-    let facts = cloud::describe(&old);
-    let generation = old
-        .property("hephaestus_generation")
-        .unwrap_or_else(|| panic!("the old image lacks hephaestus_generation: {facts}"));
-    let kept_name = format!("{stable}-{generation}");
-    assert_eq!(old.name.as_deref(), Some(kept_name.as_str()), "{facts}");
-    assert_eq!(
-        old.status,
-        ImageStatus::Active,
-        "kept, not deleted: {facts}"
-    );
-    assert!(old.os_hidden, "the previous image is hidden: {facts}");
-    assert!(old.tags.iter().any(|t| t == "previous"), "{facts}");
-    assert!(!old.tags.iter().any(|t| t == "current"), "{facts}");
+    cloud::assert_kept(&old, &stable, Some("previous"));
+    let kept_name = format!("{stable}-{}", cloud::generation(&old));
 
     // A lookup by the stable name finds the new image only.
     let by_stable_name = ImageFilter {
@@ -482,24 +327,17 @@ fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current
     let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
         c["local"]["image_endpoint_override"] = json!(proxy.url());
     });
-    let changed = s.changed_flake();
-    let (out, err) = (s.dir.path().join("stdout"), s.dir.path().join("stderr"));
-    let mut cmd = s.command(&changed, &["lucy"], &clouds);
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::from(File::create(&out).expect("stdout file")))
-        .stderr(Stdio::from(File::create(&err).expect("stderr file")))
-        .spawn()
-        .expect("spawn pipeline");
+    let changed = s.changed_flake(CHANGED);
+    let mut run = Background::spawn(&mut s.command(&changed, &["lucy"], &clouds), s.dir.path());
 
     // Bytes are flowing into Glance: kill it.
     let deadline = Instant::now() + Duration::from_secs(180);
     while proxy.stats().upload_body_bytes < 150_000 {
-        if let Some(status) = child.try_wait().expect("wait for pipeline") {
+        if let Some(status) = run.try_wait() {
             panic!(
                 "the run ended ({status}) before the upload was under way; {}\n--- stderr\n{}",
                 proxy.stats(),
-                std::fs::read_to_string(&err).unwrap_or_default()
+                run.stderr()
             );
         }
         assert!(
@@ -527,7 +365,7 @@ fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current
     });
     cloud::cloud_up();
 
-    let ran = finish(child, what, &out, &err, Duration::from_secs(300));
+    let ran = run.finish(Duration::from_secs(300), "pipeline did not finish");
     assert!(
         ran.code != 0 && ran.code != -1,
         "the run fails with an exit code\n{ran}"
@@ -563,7 +401,7 @@ fn fault_proxy_flipped_byte_is_detected_exit_1_and_the_candidate_deleted() {
     let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
         c["local"]["image_endpoint_override"] = json!(proxy.url());
     });
-    let ran = s.run(&s.changed_flake(), &["lucy"], &clouds);
+    let ran = s.run(&s.changed_flake(CHANGED), &["lucy"], &clouds);
     ran.expect_code(1);
     assert!(proxy.stats().flipped >= 1, "{}", proxy.stats());
 
