@@ -470,3 +470,62 @@ fn fault_proxy_503_on_the_first_upload_is_retried_and_published() {
     assert_eq!(image.os_hash_value.as_deref(), e["sha512"].as_str());
     assert_eq!(image.checksum.as_deref(), e["md5"].as_str());
 }
+
+#[test]
+fn fault_proxy_a_publish_from_another_machine_meanwhile_wins_and_this_candidate_is_deleted() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("race");
+    let stable = s.stable("lucy");
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let first_id = text(entry(&first, "lucy"), "image_id").to_owned();
+
+    // Run A uploads a changed image slowly (~0.75 MiB at 100 kB/s).
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::Throttle {
+            bytes_per_second: 100_000,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let mut a = Background::spawn(
+        &mut s.command(&s.changed_flake(CHANGED), &["lucy"], &clouds),
+        s.dir.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while proxy.stats().upload_body_bytes < 50_000 {
+        if let Some(status) = a.try_wait() {
+            panic!(
+                "run A ended ({status}) before its upload was under way\n{}",
+                a.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no upload started: {}",
+            proxy.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Meanwhile run B, from "another machine" (its own run directory, so not A's lock),
+    // publishes another build of the same profile straight into Glance.
+    let mut b = s.command(
+        &s.changed_flake("it-publish-race-other"),
+        &["lucy"],
+        &cloud::clouds_yaml(),
+    );
+    b.env("HEPHAESTUS_RUN_DIR", s.dir.path().join("elsewhere"));
+    let b = util::run_std(&mut b);
+    b.expect_code(0);
+    let b_id = text(entry(&report(&b), "lucy"), "image_id").to_owned();
+
+    // A notices before making its image current, deletes its candidate and fails.
+    let a = a.finish(Duration::from_secs(300), "run A did not finish");
+    a.expect_code(1).stderr_has("changed during the run");
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[first_id.as_str(), b_id.as_str()]);
+    assert_current(&admin.image(&b_id), &stable);
+}
