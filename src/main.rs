@@ -39,11 +39,15 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
-    let default = match verbose {
+    let level = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
+    // -v and -vv raise this tool's own output only: the HTTP and TLS crates underneath log
+    // request details at trace level, and a token must never reach a CI log by accident.
+    // RUST_LOG still overrides everything, for whoever debugs those crates.
+    let default = format!("warn,hephaestus={level},pipeline={level}");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
