@@ -307,16 +307,10 @@ fn fault_proxy_image_endpoint_override_sends_glance_calls_through_the_proxy() {
     assert!(stats.bytes_down > 0, "{stats}");
 }
 
-#[test]
-fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current_untouched() {
-    // Glance of `local` goes away for seconds: no other test of this binary may use it then.
-    let _alone = cloud::exclusive();
-    let s = Setup::new("kill");
-    let stable = s.stable("lucy");
-    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
-    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
-
-    // ~0.75 MiB at 100 kB/s: the upload of the changed image takes several seconds.
+/// Starts publishing `s`'s changed lucy through a proxy that throttles Glance to 100 kB/s
+/// (~0.75 MiB: the upload takes seconds), and returns once `min_bytes` of the image went
+/// through: the run, and the proxy that must outlive it.
+fn slow_upload_under_way(s: &Setup, min_bytes: u64) -> (Background, Proxy) {
     let target = Cloud::connect("local").glance_addr();
     let proxy = Proxy::start(
         target,
@@ -327,12 +321,12 @@ fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current
     let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
         c["local"]["image_endpoint_override"] = json!(proxy.url());
     });
-    let changed = s.changed_flake(CHANGED);
-    let mut run = Background::spawn(&mut s.command(&changed, &["lucy"], &clouds), s.dir.path());
-
-    // Bytes are flowing into Glance: kill it.
+    let mut run = Background::spawn(
+        &mut s.command(&s.changed_flake(CHANGED), &["lucy"], &clouds),
+        s.dir.path(),
+    );
     let deadline = Instant::now() + Duration::from_secs(180);
-    while proxy.stats().upload_body_bytes < 150_000 {
+    while proxy.stats().upload_body_bytes < min_bytes {
         if let Some(status) = run.try_wait() {
             panic!(
                 "the run ended ({status}) before the upload was under way; {}\n--- stderr\n{}",
@@ -347,6 +341,20 @@ fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (run, proxy)
+}
+
+#[test]
+fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current_untouched() {
+    // Glance of `local` goes away for seconds: no other test of this binary may use it then.
+    let _alone = cloud::exclusive();
+    let s = Setup::new("kill");
+    let stable = s.stable("lucy");
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
+
+    // Bytes are flowing into Glance: kill it.
+    let (run, proxy) = slow_upload_under_way(&s, 150_000);
     let _restart = cloud::RestartOnFailure;
     cloud::kill_glance("local");
     let at_kill = proxy.stats();
@@ -479,36 +487,8 @@ fn fault_proxy_a_publish_from_another_machine_meanwhile_wins_and_this_candidate_
     let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
     let first_id = text(entry(&first, "lucy"), "image_id").to_owned();
 
-    // Run A uploads a changed image slowly (~0.75 MiB at 100 kB/s).
-    let target = Cloud::connect("local").glance_addr();
-    let proxy = Proxy::start(
-        target,
-        vec![Fault::Throttle {
-            bytes_per_second: 100_000,
-        }],
-    );
-    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
-        c["local"]["image_endpoint_override"] = json!(proxy.url());
-    });
-    let mut a = Background::spawn(
-        &mut s.command(&s.changed_flake(CHANGED), &["lucy"], &clouds),
-        s.dir.path(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while proxy.stats().upload_body_bytes < 50_000 {
-        if let Some(status) = a.try_wait() {
-            panic!(
-                "run A ended ({status}) before its upload was under way\n{}",
-                a.stderr()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no upload started: {}",
-            proxy.stats()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Run A uploads a changed image slowly.
+    let (a, _proxy) = slow_upload_under_way(&s, 50_000);
 
     // Meanwhile run B, from "another machine" (its own run directory, so not A's lock),
     // publishes another build of the same profile straight into Glance.
