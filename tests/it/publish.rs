@@ -509,3 +509,46 @@ fn fault_proxy_a_publish_from_another_machine_meanwhile_wins_and_this_candidate_
     assert_only(&admin, &s.prefix, &[first_id.as_str(), b_id.as_str()]);
     assert_current(&admin.image(&b_id), &stable);
 }
+
+#[test]
+fn import_method_publishes_through_stage_and_glance_direct() {
+    let _cloud = cloud::shared();
+    let copy = PipelineCopy {
+        file: "publish-all.yaml",
+        upload_options: &["method: import"],
+        boot_check: false,
+        must_say: &[],
+    };
+    let s = Sandbox::new("import", &copy, &["local"]);
+    let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .args([
+            "--cloud",
+            "local",
+            "--profile",
+            "sunraku",
+            "--json",
+            "--flake",
+        ])
+        .arg(fixture_flake())
+        .arg("-v");
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(0);
+    // The data went to the staging area, then glance-direct moved it into the store.
+    assert!(
+        ran.stderr.contains("/stage"),
+        "no PUT …/stage in the log\n{ran}"
+    );
+    assert!(
+        ran.stderr.contains("/import"),
+        "no POST …/import in the log\n{ran}"
+    );
+    let report = report(&ran);
+    let e = entry(&report, "sunraku");
+    assert_eq!(text(e, "status"), "published");
+    let image = Cloud::connect("local").image(text(e, "image_id"));
+    assert_current(&image, &s.stable("sunraku"));
+    assert_eq!(image.os_hash_value.as_deref(), e["sha512"].as_str());
+    assert_eq!(image.property("hw_firmware_type"), Some("bios"));
+}
