@@ -205,5 +205,14 @@ def markdown_table(header: list, rows: list) -> str:
     return "\n".join([line(header), sep] + [line(r) for r in rows])
 
 
+def write_report(doc: str, out: str) -> None:
+    """Writes the Markdown report to `out` (creating its directory) and shows it."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(doc)
+    print(doc)
+    print(f"(written to {out})", file=sys.stderr)
+
+
 def progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)

@@ -259,11 +259,7 @@ client and its children (GNU time); peak RSS = the client process alone (VmHWM s
 hits included, children included: {mib:.0f} MiB = the file read once); disk = `read_bytes`
 (from the block device). Glance's own CPU is not counted in any client's figures.
 """
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(doc)
-    print(doc)
-    print(f"(written to {args.out})", file=sys.stderr)
+    measure.write_report(doc, args.out)
     return 0
 
 

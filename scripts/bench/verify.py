@@ -200,11 +200,7 @@ sha256 on the same bytes for a store path); the other tools each compute one dig
 2-core machine shared with other jobs, wall time of a 3-thread tool suffers more from load
 than a 1-thread tool's: compare the CPU column too.
 """
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(doc)
-    print(doc)
-    print(f"(written to {args.out})", file=sys.stderr)
+    measure.write_report(doc, args.out)
     return 0
 
 

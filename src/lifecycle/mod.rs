@@ -18,6 +18,7 @@ pub use retention::{
     apply_retention, execute_retention, plan_retention, Decision, RetentionPlan, RetentionReport,
     DEFAULT_KEEP,
 };
+pub(crate) use rollback::retire_other_previous;
 pub use rollback::{rollback, Rollback, RollbackRequest};
 
 use crate::glance::{self, Glance, Hidden, Image, ImageFilter, ImageStatus};

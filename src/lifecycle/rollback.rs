@@ -372,17 +372,19 @@ async fn swap(
     ))
 }
 
-/// After a roll forward only the image just replaced is `previous`, as after a publish;
-/// after a rollback none is, since going further back takes an explicit `--to`. `untouched`
-/// are the two images just patched, whose tags in `family` are out of date.
-async fn retire_other_previous(
+/// Removes the `previous` tag from every generation of family `name` among `family` except the
+/// `untouched` ones. After a publish or a roll forward only the image just replaced stays
+/// `previous`; after a rollback none does, since going further back takes an explicit `--to`.
+/// `untouched` are the images just patched (their tags in `family` may be out of date).
+pub(crate) async fn retire_other_previous(
     glance: &Glance,
     name: &str,
     family: &[Image],
     untouched: &[Option<&str>],
 ) {
     for image in family.iter().filter(|i| {
-        !untouched.contains(&Some(i.id.as_str()))
+        in_family(i, name)
+            && !untouched.contains(&Some(i.id.as_str()))
             && has_tag(i, TAG_PREVIOUS)
             && !is_current(i, name)
     }) {

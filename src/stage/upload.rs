@@ -326,12 +326,12 @@ async fn sweep_stale_candidates(glance: &Glance, up: &Upload<'_>) -> Result<(), 
         .list_images(&filter)
         .await
         .map_err(glance_err("look for candidates left by earlier runs"))?;
-    let prefix = format!("{}-", up.name);
     // A candidate another run is uploading right now must survive: only those untouched for
-    // longer than any upload may take are leftovers.
+    // longer than any upload may take are leftovers. Candidates are named after their
+    // generation, so one of family `x-lucy` is never mistaken for one of `x-lucy-test`.
     let cutoff = time::OffsetDateTime::now_utc() - STALE_AFTER;
     let is_stale = |i: &&Image| {
-        i.display_name().starts_with(&prefix)
+        i.display_name() == crate::lifecycle::kept_name(up.name, i)
             && i.updated_at
                 .as_deref()
                 .and_then(|t| {
@@ -637,33 +637,16 @@ pub async fn make_current(
 }
 
 /// Only the image just demoted keeps the `previous` tag; older generations stay, untagged.
+/// Best effort: a failure here leaves a harmless extra `previous` tag, logged.
 async fn retire_older_previous(glance: &Glance, up: &Family<'_>, keep: &str) {
-    let filter = ImageFilter {
-        tags: vec![TAG_PREVIOUS.to_string()],
-        properties: [("hephaestus_profile".to_string(), up.profile.to_string())].into(),
-        hidden: Hidden::Only,
-        ..ImageFilter::default()
-    };
-    let prefix = format!("{}-", up.name);
-    let Ok(images) = glance.list_images(&filter).await else {
-        return;
-    };
-    for image in images
-        .iter()
-        .filter(|i| i.id != keep && i.display_name().starts_with(&prefix))
-    {
-        let tags: Vec<String> = image
-            .tags
-            .iter()
-            .filter(|t| *t != TAG_PREVIOUS)
-            .cloned()
-            .collect();
-        if let Err(e) = glance.update_image(&image.id, &[PatchOp::tags(tags)]).await {
-            tracing::warn!(
-                "{}: could not untag older generation {}: {e}",
-                up.profile,
-                image.id
-            );
+    match crate::lifecycle::profile_images(glance, up.profile).await {
+        Ok(images) => {
+            crate::lifecycle::retire_other_previous(glance, up.name, &images, &[Some(keep)]).await
         }
+        Err(e) => tracing::warn!(
+            "{}: could not list older generations to untag: {}",
+            up.profile,
+            crate::pipeline::runner::error_chain(&e)
+        ),
     }
 }

@@ -447,3 +447,26 @@ fn upload_option_keep_applies_retention_after_each_publish() {
     let previous = family.image(&g[2].id);
     assert!(previous.os_hidden && previous.tags.iter().any(|t| t == "previous"));
 }
+
+#[test]
+fn only_the_generation_just_replaced_stays_tagged_previous() {
+    let _share = cloud::shared();
+    let family = Family::new("one-previous");
+    let g: Vec<Image> = (1..=3)
+        .map(|n| family.publish(&format!("lifecycle-one-previous-{n}")))
+        .collect();
+    // g3 is current, g2 the one it replaced; g1 is kept but no longer `previous`.
+    let tagged: Vec<String> = family
+        .images()
+        .into_values()
+        .filter(|i| i.tags.iter().any(|t| t == "previous"))
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        tagged,
+        [g[1].id.clone()],
+        "exactly one generation is previous"
+    );
+    let g1 = family.image(&g[0].id);
+    assert!(g1.os_hidden, "g1 stays, hidden");
+}
