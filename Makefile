@@ -29,10 +29,11 @@ install-deps: install-nix install-boot cloud-install
 build:
 	$(CARGO) build --locked --all-targets
 
-## lint: formatting and clippy, warnings are errors
+## lint: formatting, clippy (warnings are errors) and the floor plan of docs/architecture.md
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked --test it layers
 
 ## test: lint, the flake checks, then every unit and integration test against the local clouds
 test: install-deps lint build check-flake

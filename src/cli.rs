@@ -9,7 +9,9 @@ Exit codes:
   0  success (every image published, verified, or already current: skipped / unchanged)
   1  an image failed; nothing was left half-published
   2  usage or configuration error (bad YAML, unknown profile, policy violation, ...)
-  3  cleanup failed: a cloud may hold a half-made image (the message names it)
+  3  cleanup failed: a cloud may hold a half-made image, or a change stopped half-way
+     (the message names the images and what is left to fix)
+  4  busy: another pipeline process held the cloud's lock past --lock-timeout
 
 Human output goes to stderr; --json prints exactly one JSON document on stdout.
 Set -v (or RUST_LOG=debug) for the output of nix and the HTTP calls.";
@@ -213,7 +215,8 @@ pub struct PromoteArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Seconds to wait for another run publishing into the target cloud (0: do not wait).
+    /// Seconds to wait for another run publishing into the target cloud (0: do not wait); past
+    /// it, exit code 4.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub lock_timeout: u64,
     /// Where runs keep their locks (default: ROOT/.run); the same as `pipeline run`'s, so
@@ -318,7 +321,8 @@ pub struct RunArgs {
     /// Where runs keep GC roots, logs and locks (default: ROOT/.run).
     #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Seconds to wait for another run publishing into the same cloud (0: do not wait).
+    /// Seconds to wait for another run publishing into the same cloud (0: do not wait); past
+    /// it, exit code 4.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub lock_timeout: u64,
 }

@@ -1,14 +1,19 @@
 //! Hephaestus image pipeline: evaluates NixOS profiles, builds their images with Nix, tags
-//! their firmware, verifies them and publishes them into OpenStack Glance.
+//! their firmware, verifies them, proves they boot and publishes them into OpenStack Glance.
 //!
-//! `nix`, `glance` and `boot` are the only modules that touch the outside world (processes,
-//! HTTP, QEMU); `stage` orchestrates them and `pipeline` loads, validates and runs the YAML.
+//! The modules form floors; each uses only the floors below it (docs/architecture.md, checked
+//! by the layering test): `error`, `progress`, `firmware` and `profile` on the ground floor;
+//! the doors to the outside world `glance`, `nix`, `image` and `boot`; the image family's rules
+//! in `lifecycle`; one file per stage in `stage`; loading and running YAML in `pipeline`.
 
 pub mod boot;
+pub mod error;
 pub mod firmware;
 pub mod glance;
 pub mod image;
 pub mod lifecycle;
 pub mod nix;
 pub mod pipeline;
+pub mod profile;
+pub mod progress;
 pub mod stage;

@@ -30,10 +30,10 @@ fn main() -> ExitCode {
         cli::Command::BootCheck(a) => command::boot_check::run(&cli.root, a),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(command::exit_code_of(&err))
+            ExitCode::from(command::exit_code_of(&err).code())
         }
     }
 }

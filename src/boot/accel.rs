@@ -6,7 +6,7 @@
 //! deadline of seconds, and falls back to TCG unless the probe passes. The answer is kept for
 //! the life of the process (one probe per firmware type).
 
-use super::qemu::{self, Firmware, Guest, Outcome};
+use super::qemu::{self, Ending, Firmware, Guest};
 use super::{Accel, Error};
 use crate::firmware::Boot;
 use regex::Regex;
@@ -131,17 +131,17 @@ async fn probe(qemu: &Path, firmware: &Firmware, dir: &Path) -> Result<(Accel, S
         dir,
     };
     let done = qemu::run(&guest).await?;
-    let why = match &done.outcome {
-        Outcome::Marker(_) => {
+    let why = match &done.ending {
+        Ending::Marker(_) => {
             return Ok((
                 Accel::Kvm,
                 format!("kvm: probe boot passed in {:.1} s", done.seconds),
             ))
         }
-        Outcome::KvmFailure => "QEMU reported a KVM internal error".to_owned(),
-        Outcome::Timeout => format!("no sign of life within {} s", timeout.as_secs()),
-        Outcome::Failure(line) => format!("it printed {line:?}"),
-        Outcome::Exited(status) => format!(
+        Ending::KvmFailure => "QEMU reported a KVM internal error".to_owned(),
+        Ending::Timeout => format!("no sign of life within {} s", timeout.as_secs()),
+        Ending::Failure(line) => format!("it printed {line:?}"),
+        Ending::Exited(status) => format!(
             "QEMU exited ({status}): {}",
             done.stderr_tail(3).join(" / ")
         ),

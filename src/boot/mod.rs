@@ -1,14 +1,12 @@
 //! Boot proof: boots the exact image under QEMU with the firmware it will be tagged with, and
 //! passes only when the guest prints a marker on its serial console. The only code that runs
-//! QEMU.
+//! QEMU; it finds firmware and runs the guest, and leaves reading disks to `image`.
 //!
 //! # Public API
-//! - [`precheck`]`(image, boot) -> Result<(), Error>`: static, reads the qcow2 through
-//!   [`crate::image::reader::GuestReader`]; bios needs MBR boot code, uefi needs an EFI System
-//!   Partition holding `\EFI\BOOT\BOOTX64.EFI` ([`fat`] reads its FAT12/16/32 directory).
 //! - [`boot_check`]`(image, boot, &`[`BootOptions`]`, run_dir).await -> Result<`[`BootReport`]`, Error>`:
-//!   runs [`precheck`] first (unless [`BootOptions::precheck`] is off), takes the image's
-//!   sha256, boots it, and checks the sha256 again afterwards.
+//!   runs the static pre-check ([`crate::image::bootable::precheck`]) first (unless
+//!   [`BootOptions::precheck`] is off), takes the image's sha256, boots it, and checks the
+//!   sha256 again afterwards.
 //!
 //! # What QEMU is asked to do, and why (measured on Debian 12, 2 cores, no usable KVM)
 //! - uefi: OVMF (from QEMU's firmware descriptors, the plain non-Secure-Boot build) on
@@ -42,19 +40,15 @@
 //! boot modified.
 
 pub mod accel;
-pub mod fat;
-pub mod precheck;
 pub mod qemu;
 pub mod serial;
 
-pub use precheck::{precheck, FALLBACK_LOADER};
 pub use qemu::Firmware;
 
 use crate::firmware::Boot;
+use crate::image::bootable::precheck;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,6 +69,18 @@ pub fn fixture_marker(profile: &str) -> Regex {
     // Escaped literal text always compiles.
     Regex::new(&regex::escape(&format!("HEPHAESTUS-BOOT-OK {profile}")))
         .expect("an escaped literal is a valid regex")
+}
+
+/// The default marker: the `login:` prompt of real NixOS images, or the line
+/// `HEPHAESTUS-BOOT-OK <profile>` that an image may print to say it booted (the fixture images
+/// do; a shell or kernel never starts a line with it by echoing). `{profile}` is replaced.
+pub const DEFAULT_MARKER: &str = r"(?m)^(?:\S+ login:|HEPHAESTUS-BOOT-OK {profile}\b)";
+
+/// The marker for `profile`: `template` (default [`DEFAULT_MARKER`]) with `{profile}` replaced
+/// by the escaped profile name.
+pub fn marker_for(template: Option<&str>, profile: &str) -> Result<Regex, Error> {
+    let template = template.unwrap_or(DEFAULT_MARKER);
+    parse_marker(&template.replace("{profile}", &regex::escape(profile)))
 }
 
 /// Parses a marker regex from configuration (the stage's `marker` option).
@@ -374,101 +380,20 @@ pub enum Error {
         #[source]
         source: tokio::task::JoinError,
     },
-    /// Pre-check: the image is not a readable qcow2.
-    #[error("cannot read the image for the boot pre-check")]
-    Unreadable {
-        /// The image.
-        image: PathBuf,
-        /// The cause (names the file).
-        #[source]
-        source: Box<crate::image::qcow2::Error>,
-    },
-    /// Pre-check: the partition table could not be read.
-    #[error("{}: cannot read the partition table for the boot pre-check", image.display())]
-    PartitionTable {
-        /// The image.
-        image: PathBuf,
-        /// The cause.
-        #[source]
-        source: Box<crate::image::partition::Error>,
-    },
-    /// Pre-check: the partition table does not fit the firmware.
-    #[error("{} cannot boot under {boot} firmware (pre-check, nothing was booted)", image.display())]
-    WrongDisk {
-        /// The image.
-        image: PathBuf,
-        /// The firmware.
-        boot: Boot,
-        /// What the disk is and what the firmware needs.
-        #[source]
-        source: Box<crate::image::partition::FirmwareMismatch>,
-    },
-    /// Pre-check: bios, and the MBR has no boot code.
-    #[error(
-        "{} cannot boot under bios firmware (pre-check, nothing was booted): the MBR's boot code \
-         is empty (its first 440 bytes are zero), so SeaBIOS would stop after \"Booting from \
-         Hard Disk...\" and hang without a message; the disk {disk}; install a BIOS boot loader \
-         (boot.loader.grub.device) or tag the profile boot: uefi",
-        image.display()
-    )]
-    NoBootCode {
-        /// The image.
-        image: PathBuf,
-        /// What the disk is.
-        disk: String,
-    },
-    /// Pre-check: the ESP's FAT could not be read.
-    #[error(
-        "{}: cannot read the FAT of the EFI System Partition (at byte {offset}) for the boot \
-         pre-check", image.display()
-    )]
-    Esp {
-        /// The image.
-        image: PathBuf,
-        /// Where the ESP starts.
-        offset: u64,
-        /// The cause.
-        #[source]
-        source: Box<fat::Error>,
-    },
-    /// Pre-check: uefi, and the ESP lacks the removable-media loader.
-    #[error(
-        "{} cannot boot under uefi firmware (pre-check, nothing was booted): its EFI System \
-         Partition has no usable \\EFI\\BOOT\\BOOTX64.EFI ({detail}); with a fresh NVRAM, as on \
-         Nova, OVMF boots only that path and would end in the UEFI shell; install the boot \
-         loader as removable (boot.loader.efi.canTouchEfiVariables = false with \
-         boot.loader.grub.efiInstallAsRemovable = true, or systemd-boot's fallback copy)",
-        image.display()
-    )]
-    NoFallbackLoader {
-        /// The image.
-        image: PathBuf,
-        /// What was found instead.
-        detail: String,
-    },
+    /// The static pre-check refused the image (nothing was booted).
+    #[error(transparent)]
+    Precheck(#[from] crate::image::bootable::Error),
 }
 
-/// sha256 of a file, read in 1 MiB blocks on a blocking thread.
+/// sha256 of a file, read on a blocking thread.
 async fn sha256_file(path: &Path) -> Result<String, Error> {
     let p = path.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut file = std::fs::File::open(&p)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(crate::image::hex(&hasher.finalize()))
-    })
-    .await
-    .map_err(|source| Error::Task {
-        what: "sha256",
-        source,
-    })?;
+    let result = tokio::task::spawn_blocking(move || crate::image::digest::sha256_file(&p))
+        .await
+        .map_err(|source| Error::Task {
+            what: "sha256",
+            source,
+        })?;
     result.map_err(|source| Error::Digest {
         path: path.to_path_buf(),
         source,
@@ -540,8 +465,8 @@ pub async fn boot_check(
         serial_log: done.serial_log.clone(),
         tail: indent(&done.serial_tail(TAIL_LINES)),
     });
-    match done.outcome.clone() {
-        qemu::Outcome::Marker(line) => Ok(BootReport {
+    match done.ending.clone() {
+        qemu::Ending::Marker(line) => Ok(BootReport {
             seconds: done.seconds,
             accel_used: accel,
             accel_reason,
@@ -551,16 +476,16 @@ pub async fn boot_check(
             sha256: after,
             qemu_pid: done.pid,
         }),
-        qemu::Outcome::Failure(line) => Err(Error::BootFailed { line, ev }),
-        qemu::Outcome::Timeout => Err(Error::Timeout { marker, ev }),
-        qemu::Outcome::Exited(status) => Err(Error::Exited {
+        qemu::Ending::Failure(line) => Err(Error::BootFailed { line, ev }),
+        qemu::Ending::Timeout => Err(Error::Timeout { marker, ev }),
+        qemu::Ending::Exited(status) => Err(Error::Exited {
             status: status.to_string(),
             marker,
             stderr: done.stderr_tail(5).join(" / "),
             argv: done.argv.clone(),
             ev,
         }),
-        qemu::Outcome::KvmFailure => Err(Error::KvmFailed {
+        qemu::Ending::KvmFailure => Err(Error::KvmFailed {
             stderr: done.stderr_tail(5).join(" / "),
             ev,
         }),

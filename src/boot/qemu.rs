@@ -232,7 +232,7 @@ pub struct Guest<'a> {
 
 /// How a guest run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Ending {
     /// The marker was printed on this line.
     Marker(String),
     /// A failure message was printed on this line.
@@ -249,7 +249,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Finished {
     /// How it ended.
-    pub outcome: Outcome,
+    pub ending: Ending,
     /// Seconds from starting QEMU to the verdict.
     pub seconds: f64,
     /// QEMU's process id (gone by now).
@@ -442,10 +442,10 @@ pub async fn run(guest: &Guest<'_>) -> Result<Finished, Error> {
     let mut watcher = Watcher::new(guest.marker.clone());
     let mut buf = Vec::new();
     let verdict = |v: Verdict| match v {
-        Verdict::Marker(l) => Outcome::Marker(l),
-        Verdict::Failure(l) => Outcome::Failure(l),
+        Verdict::Marker(l) => Ending::Marker(l),
+        Verdict::Failure(l) => Ending::Failure(l),
     };
-    let outcome = loop {
+    let ending = loop {
         buf.clear();
         log.read_to_end(&mut buf).await.map_err(log_err)?;
         if let Some(v) = watcher.feed(&buf) {
@@ -458,7 +458,7 @@ pub async fn run(guest: &Guest<'_>) -> Result<Finished, Error> {
                 log.read_to_end(&mut buf).await.map_err(log_err)?;
                 match watcher.feed(&buf) {
                     Some(v) => break verdict(v),
-                    None => break Outcome::Exited(status),
+                    None => break Ending::Exited(status),
                 }
             }
             Ok(None) => {}
@@ -473,17 +473,17 @@ pub async fn run(guest: &Guest<'_>) -> Result<Finished, Error> {
             && std::fs::read(&stderr_log)
                 .is_ok_and(|b| String::from_utf8_lossy(&b).contains(KVM_FAILURE))
         {
-            break Outcome::KvmFailure;
+            break Ending::KvmFailure;
         }
         if start.elapsed() >= guest.timeout {
-            break Outcome::Timeout;
+            break Ending::Timeout;
         }
         tokio::time::sleep(POLL).await;
     };
     let seconds = start.elapsed().as_secs_f64();
     // Stop QEMU by its pid whatever happened (SIGKILL: the overlay is thrown away anyway),
     // and reap it so no zombie or running guest is left.
-    if !matches!(outcome, Outcome::Exited(_)) {
+    if !matches!(ending, Ending::Exited(_)) {
         if let Err(e) = child.start_kill() {
             tracing::debug!(error = %e, "QEMU had already exited");
         }
@@ -495,7 +495,7 @@ pub async fn run(guest: &Guest<'_>) -> Result<Finished, Error> {
         });
     }
     Ok(Finished {
-        outcome,
+        ending,
         seconds,
         pid,
         serial_log,

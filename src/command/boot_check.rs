@@ -2,18 +2,18 @@
 
 use crate::cli::BootCheckArgs;
 use anyhow::Context as _;
-use hephaestus::pipeline::spec::BootCheckOptions;
-use hephaestus::stage::boot_options;
+use hephaestus::error::Exit;
+use hephaestus::stage::boot_check::{boot_options, Options};
 use std::path::Path;
 
 /// Run `pipeline boot-check`.
-pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
     let project = super::load_project(root)?;
     let profile = super::profile(&project, &args.profile)?;
     if !args.file.is_file() {
         return Err(super::UsageError(format!("{}: no such file", args.file.display())).into());
     }
-    let options = BootCheckOptions {
+    let options = Options {
         timeout: args.timeout,
         marker: args.marker.clone(),
         memory: args.memory,
@@ -22,6 +22,7 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<u8> {
     let opts = boot_options(&options, &profile.name, None)
         .map_err(|e| super::UsageError(format!("--marker: {e}")))?;
     let run_dir = super::run_dir(&project, args.run_dir.as_deref())?
+        .base()
         .join("boot-check")
         .join(&profile.name);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -52,5 +53,5 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<u8> {
         report.sha256
     );
     eprintln!("serial log: {}", report.serial_log.display());
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -2,39 +2,31 @@
 
 use crate::cli::ImagesArgs;
 use anyhow::Context as _;
-use hephaestus::glance::{Hidden, Image, ImageFilter};
+use hephaestus::error::Exit;
+use hephaestus::glance::Image;
+use hephaestus::lifecycle::{self, keys, Role};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 fn row(image: &Image) -> serde_json::Value {
-    let role = if image.tags.iter().any(|t| t == "current") {
-        "current"
-    } else if image.tags.iter().any(|t| t == "previous") {
-        "previous"
-    } else if image.tags.iter().any(|t| t == "rolled-back") {
-        "rolled-back"
-    } else if image.tags.iter().any(|t| t == "candidate") {
-        "candidate"
-    } else {
-        "kept"
-    };
+    let role = Role::of(image).as_str();
     json!({
         "id": image.id,
         "name": image.display_name(),
         "role": role,
-        "generation": image.property("hephaestus_generation"),
-        "firmware": image.property("hw_firmware_type"),
+        "generation": image.property(keys::GENERATION),
+        "firmware": image.property(keys::FIRMWARE_TYPE),
         "size": image.size,
         "status": image.status.to_string(),
         "hidden": image.os_hidden,
         "created_at": image.created_at,
-        "store_path": image.property("hephaestus_store_path"),
+        "store_path": image.property(keys::STORE_PATH),
     })
 }
 
 /// Run `pipeline images`.
-pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<Exit> {
     // The profiles give the order and catch a misspelt --profile before asking the cloud.
     let project = super::load_project(root)?;
     for p in &args.profiles {
@@ -42,17 +34,12 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<u8> {
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;
-    let filter = ImageFilter {
-        tags: vec!["hephaestus".into()],
-        hidden: Hidden::Include,
-        ..ImageFilter::default()
-    };
     let images = runtime
-        .block_on(glance.list_images(&filter))
+        .block_on(lifecycle::pipeline_images(&glance))
         .with_context(|| format!("cannot list the images of cloud {}", glance.cloud()))?;
     let mut by_profile: BTreeMap<String, Vec<Image>> = BTreeMap::new();
     for image in images {
-        let Some(profile) = image.property("hephaestus_profile").map(str::to_string) else {
+        let Some(profile) = image.property(keys::PROFILE).map(str::to_string) else {
             continue;
         };
         if args.profiles.is_empty() || args.profiles.contains(&profile) {
@@ -62,7 +49,7 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<u8> {
     for list in by_profile.values_mut() {
         // Current first, then newest first: the order a rollback would walk.
         list.sort_by(|a, b| {
-            let current = |i: &Image| i.tags.iter().any(|t| t == "current");
+            let current = |i: &Image| Role::of(i) == Role::Current;
             current(b)
                 .cmp(&current(a))
                 .then_with(|| b.created_at.cmp(&a.created_at))
@@ -74,7 +61,7 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<u8> {
             .map(|(p, list)| (p, list.iter().map(row).collect()))
             .collect();
         super::print_json(&json!({ "cloud": glance.cloud(), "profiles": doc }))?;
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     eprintln!("cloud {}:", glance.cloud());
     if by_profile.is_empty() {
@@ -102,5 +89,5 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

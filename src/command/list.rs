@@ -1,12 +1,13 @@
 //! `pipeline list`: the pipelines with their descriptions and the profiles with their boot mode.
 
 use crate::cli::ListArgs;
+use hephaestus::error::Exit;
 use hephaestus::pipeline::spec::PipelineSpec;
 use serde_json::json;
 use std::path::Path;
 
 /// Run `pipeline list`.
-pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<Exit> {
     let project = super::load_project(root)?;
     let mut pipelines = Vec::new();
     for (name, path) in project.pipeline_names()? {
@@ -26,7 +27,7 @@ pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<u8> {
                 "attribute": p.attribute,
             })).collect::<Vec<_>>(),
         }))
-        .map(|()| 0);
+        .map(|()| Exit::Success);
     }
     eprintln!("Pipelines:");
     for (name, description) in &pipelines {
@@ -36,5 +37,5 @@ pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<u8> {
     for p in project.profiles.values() {
         eprintln!("  {:<10} {:<5} {}", p.name, p.boot.as_str(), p.description);
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

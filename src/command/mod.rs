@@ -12,24 +12,45 @@ pub mod run;
 pub mod validate;
 pub mod verify;
 
+use hephaestus::error::Exit;
+use hephaestus::lifecycle;
+use hephaestus::pipeline::run_dir::{self, RunDir};
 use hephaestus::pipeline::{LoadError, Profile, Project};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A usage or configuration error: exit code 2 (DESIGN §7).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Exit code for an error that ended a command: 2 for configuration and usage problems,
-/// 1 for everything else.
-pub fn exit_code_of(err: &anyhow::Error) -> u8 {
-    let config = err.chain().any(|e| {
+/// The exit status for an error that ended a command (DESIGN §7), decided here and only
+/// here: [`Exit::Cleanup`] when a cloud may be left half-changed (the message names the
+/// images), [`Exit::Busy`] when another process held the cloud's lock, [`Exit::Usage`] for
+/// configuration and usage problems, [`Exit::Failed`] for the rest.
+pub fn exit_code_of(err: &anyhow::Error) -> Exit {
+    let half_done = err.chain().any(|e| {
+        e.downcast_ref::<lifecycle::Error>()
+            .is_some_and(lifecycle::Error::left_half_done)
+            || e.downcast_ref::<lifecycle::publish::Error>()
+                .is_some_and(lifecycle::publish::Error::cleanup_failed)
+    });
+    let busy = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<run_dir::Error>(),
+            Some(run_dir::Error::Busy { .. })
+        )
+    });
+    let usage = err.chain().any(|e| {
         e.downcast_ref::<LoadError>().is_some() || e.downcast_ref::<UsageError>().is_some()
     });
-    if config {
-        2
+    if half_done {
+        Exit::Cleanup
+    } else if busy {
+        Exit::Busy
+    } else if usage {
+        Exit::Usage
     } else {
-        1
+        Exit::Failed
     }
 }
 
@@ -63,9 +84,10 @@ pub fn profile<'a>(project: &'a Project, name: &str) -> anyhow::Result<&'a Profi
 
 /// The run directory: `--run-dir` / `HEPHAESTUS_RUN_DIR`, else `ROOT/.run`; absolute, so the
 /// paths in logs and reports still work from another directory.
-pub fn run_dir(project: &Project, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn run_dir(project: &Project, given: Option<&Path>) -> anyhow::Result<RunDir> {
     let dir = given.map_or_else(|| project.root.join(".run"), Path::to_path_buf);
     std::path::absolute(&dir)
+        .map(RunDir::new)
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot resolve {}", dir.display())))
 }
 

@@ -3,6 +3,7 @@
 
 use crate::cli::{PlanArgs, TargetArgs};
 use anyhow::Context as _;
+use hephaestus::error::Exit;
 use hephaestus::pipeline::{load_pipeline, Overrides, Plan, Project};
 use hephaestus::stage::{evaluate, tag};
 use serde_json::json;
@@ -32,16 +33,21 @@ pub fn load(root: &Path, args: &TargetArgs) -> anyhow::Result<(Project, Plan)> {
 }
 
 /// Run `pipeline plan`.
-pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
     let (project, plan) = load(root, &args.target)?;
     let stage_names: Vec<&str> = plan.stages.iter().map(|s| s.name()).collect();
     let mut profiles = Vec::new();
     for profile in &plan.profiles {
-        let ev = evaluate::evaluate(profile, &project.policy, &plan, &project.root)
-            .map_err(|e| super::UsageError(e.to_string()))
-            .with_context(|| format!("profile {}", profile.name))?;
+        let ev = evaluate::evaluate(
+            profile,
+            &project.policy,
+            plan.flake.as_deref(),
+            &project.root,
+        )
+        .map_err(|e| super::UsageError(e.to_string()))
+        .with_context(|| format!("profile {}", profile.name))?;
         let image_name = plan.image_name(&profile.name);
-        let tagging = tag::tag(&ev, &plan.pipeline, &image_name, None, None);
+        let tagging = tag::tag(&ev, &plan.pipeline, &image_name, None);
         profiles.push((ev, image_name, tagging));
     }
     if args.json {
@@ -63,7 +69,7 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<u8> {
                 "tags": t.tags,
             })).collect::<Vec<_>>(),
         }))
-        .map(|()| 0);
+        .map(|()| Exit::Success);
     }
     eprintln!(
         "{} ({}): {} profile(s) → cloud {}, {} at a time",
@@ -99,5 +105,5 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<u8> {
             t.tags.join(", ")
         );
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

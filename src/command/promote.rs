@@ -2,15 +2,16 @@
 //! it current there — the `promote` stage of `pipelines/promote.yaml`, from the command line.
 
 use crate::cli::PromoteArgs;
+use hephaestus::error::Exit;
 use hephaestus::pipeline::runner::RunOptions;
-use hephaestus::pipeline::spec::PromoteOptions;
 use hephaestus::pipeline::Plan;
-use hephaestus::stage::Stage;
+use hephaestus::progress::Reporter;
+use hephaestus::stage::{promote, Stage};
 use std::io::IsTerminal as _;
 use std::path::Path;
 
 /// Run `pipeline promote`.
-pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
     let project = super::load_project(root)?;
     if args.from == args.to {
         return Err(super::UsageError(format!(
@@ -33,12 +34,12 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
         cloud: Some(args.to.clone()),
         flake: None,
         concurrency: 1,
-        stages: vec![Stage::Promote(PromoteOptions {
+        stages: vec![Stage::Promote(promote::Options {
             from: args.from.clone(),
             name: args.name.clone(),
             generation: args.generation.clone(),
             require_tag: args.require_tag.clone(),
-            ..PromoteOptions::default()
+            ..promote::Options::default()
         })],
         profiles,
     };
@@ -46,7 +47,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         run_dir: super::run_dir(&project, args.run_dir.as_deref())?,
         keep_outputs: false,
-        progress_bars: std::io::stderr().is_terminal(),
+        reporter: Reporter::new(std::io::stderr().is_terminal()),
     };
     let lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
     super::run::execute(

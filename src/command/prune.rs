@@ -3,6 +3,7 @@
 
 use crate::cli::PruneArgs;
 use anyhow::Context as _;
+use hephaestus::error::Exit;
 use hephaestus::lifecycle::{self, Decision, RetentionPlan, RetentionReport};
 use serde_json::json;
 
@@ -58,7 +59,7 @@ fn show_report(report: &RetentionReport) {
 }
 
 /// Run `pipeline prune`.
-pub fn run(args: &PruneArgs) -> anyhow::Result<u8> {
+pub fn run(args: &PruneArgs) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;
     let cloud = glance.cloud().to_string();
@@ -117,5 +118,5 @@ pub fn run(args: &PruneArgs) -> anyhow::Result<u8> {
             "families": families,
         }))?;
     }
-    Ok(if ok { 0 } else { 1 })
+    Ok(if ok { Exit::Success } else { Exit::Failed })
 }

@@ -2,11 +2,12 @@
 
 use crate::cli::RollbackArgs;
 use anyhow::Context as _;
+use hephaestus::error::error_chain;
+use hephaestus::error::Exit;
 use hephaestus::lifecycle::{self, RollbackRequest};
-use hephaestus::pipeline::runner::error_chain;
 
 /// Run `pipeline rollback`.
-pub fn run(args: &RollbackArgs) -> anyhow::Result<u8> {
+pub fn run(args: &RollbackArgs) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;
     let name = args
@@ -21,11 +22,6 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<u8> {
     let done = match runtime.block_on(lifecycle::rollback(&glance, &request)) {
         Ok(done) => done,
         Err(e) if e.is_usage() => return Err(super::UsageError(error_chain(&e)).into()),
-        Err(e) if e.left_half_done() => {
-            // Exit code 3 is "the cloud may be left inconsistent": say which images, once.
-            eprintln!("error: {}", error_chain(&e));
-            return Ok(3);
-        }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!(
                 "cannot roll back `{}` in cloud {}",
@@ -40,5 +36,5 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<u8> {
         doc["cloud"] = glance.cloud().into();
         super::print_json(&doc)?;
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

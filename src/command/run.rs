@@ -2,13 +2,14 @@
 
 use crate::cli::RunArgs;
 use anyhow::Context as _;
+use hephaestus::error::Exit;
 use hephaestus::glance::{self, ErrorKind};
 use hephaestus::pipeline::runner::{self, Clouds, RunOptions};
 use hephaestus::pipeline::{Plan, Project};
-use hephaestus::stage::Stage;
+use hephaestus::progress::Reporter;
 use std::io::IsTerminal as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Open the cloud session; refused credentials or configuration are exit code 2.
 pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
@@ -24,7 +25,7 @@ pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
             let message = format!(
                 "authentication to cloud `{name}` failed: {} (check clouds.yaml / \
                  OS_CLIENT_CONFIG_FILE, --cloud, or the OS_* variables)",
-                hephaestus::pipeline::runner::error_chain(&e)
+                hephaestus::error::error_chain(&e)
             );
             Err(super::UsageError(message).into())
         }
@@ -36,13 +37,13 @@ pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
 const NOTHING_DONE: &str = "nothing was built or published";
 
 /// Run `pipeline run`.
-pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<Exit> {
     let (project, plan) = super::plan::load(root, &args.target)?;
     let options = RunOptions {
         dry_run: args.dry_run,
         run_dir: super::run_dir(&project, args.run_dir.as_deref())?,
         keep_outputs: args.keep_outputs,
-        progress_bars: std::io::stderr().is_terminal(),
+        reporter: Reporter::new(std::io::stderr().is_terminal()),
     };
     let lock_timeout = Duration::from_secs(args.lock_timeout);
     execute(
@@ -55,48 +56,6 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<u8> {
     )
 }
 
-/// Hold the run lock of `cloud` (a file lock under the run directory), waiting up to
-/// `timeout` for another run to finish.
-fn lock_cloud(run_dir: &Path, cloud: &str, timeout: Duration) -> anyhow::Result<std::fs::File> {
-    let dir = run_dir.join("locks");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{}.lock", cloud.replace(['/', ' '], "_")));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    let start = Instant::now();
-    let mut told = false;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if start.elapsed() >= timeout {
-                    anyhow::bail!(
-                        "another pipeline run is publishing into cloud `{cloud}` (it holds {}); \
-                         nothing was done — wait for it, or raise --lock-timeout",
-                        path.display()
-                    );
-                }
-                if !told {
-                    tracing::info!(
-                        "another run is publishing into cloud `{cloud}`; waiting up to {}s for it ({})",
-                        timeout.as_secs(),
-                        path.display()
-                    );
-                    told = true;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
-            }
-        }
-    }
-}
-
 /// Authenticate to the clouds `plan` needs, run it, print and write the report.
 pub fn execute(
     project: &Project,
@@ -105,7 +64,7 @@ pub fn execute(
     lock_timeout: Duration,
     json: bool,
     report_file: Option<&Path>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     eprintln!(
         "{}: {} profile(s), stages {}{}",
         plan.pipeline,
@@ -121,36 +80,27 @@ pub fn execute(
     // Authenticate before building anything: a wrong password must not cost an hour of builds.
     let mut clouds = Clouds::default();
     if !options.dry_run {
-        for stage in &plan.stages {
-            match stage {
-                Stage::Upload(_) | Stage::SkipUnchanged if clouds.target.is_none() => {
-                    clouds.target = Some(
-                        runtime
-                            .block_on(connect(plan.cloud.as_deref()))
-                            .context(NOTHING_DONE)?,
-                    );
-                }
-                Stage::Promote(o) => {
-                    clouds.target = Some(
-                        runtime
-                            .block_on(connect(plan.cloud.as_deref()))
-                            .context(NOTHING_DONE)?,
-                    );
-                    clouds.source = Some(
-                        runtime
-                            .block_on(connect(Some(&o.from)))
-                            .context(NOTHING_DONE)?,
-                    );
-                }
-                _ => {}
-            }
+        let needed = plan.clouds_needed();
+        if needed.target {
+            clouds.target = Some(
+                runtime
+                    .block_on(connect(plan.cloud.as_deref()))
+                    .context(NOTHING_DONE)?,
+            );
+        }
+        if let Some(from) = &needed.source {
+            clouds.source = Some(
+                runtime
+                    .block_on(connect(Some(from)))
+                    .context(NOTHING_DONE)?,
+            );
         }
     }
     // Two runs publishing into one cloud from one machine would race for the same "current"
     // images: the second waits for the first. (Across machines, making an image current
     // re-reads the current image first and aborts if it changed.)
     let _lock = match (&clouds.target, options.dry_run) {
-        (Some(target), false) => Some(lock_cloud(&options.run_dir, target.cloud(), lock_timeout)?),
+        (Some(target), false) => Some(options.run_dir.lock_cloud(target.cloud(), lock_timeout)?),
         _ => None,
     };
     let report = runtime.block_on(runner::run(plan, project, &clouds, options));
@@ -163,5 +113,5 @@ pub fn execute(
     if json {
         super::print_json(&report)?;
     }
-    Ok(report.exit_code())
+    Ok(report.exit())
 }

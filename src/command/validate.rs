@@ -1,13 +1,14 @@
 //! `pipeline validate`: every problem in pipelines, profiles and the policy, in one report.
 
 use crate::cli::ValidateArgs;
+use hephaestus::error::Exit;
 use hephaestus::pipeline::validate::validate_all;
 use hephaestus::pipeline::LoadError;
 use serde_json::json;
 use std::path::Path;
 
 /// Run `pipeline validate`.
-pub fn run(root: &Path, args: &ValidateArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &ValidateArgs) -> anyhow::Result<Exit> {
     if !root.join("profiles").is_dir() {
         return Err(super::UsageError(format!(
             "{} has no profiles/ directory: run from the project root or pass --root DIR",
@@ -20,11 +21,15 @@ pub fn run(root: &Path, args: &ValidateArgs) -> anyhow::Result<u8> {
         super::print_json(
             &json!({ "ok": diagnostics.is_empty(), "pipelines_checked": checked, "problems": diagnostics }),
         )?;
-        return Ok(if diagnostics.is_empty() { 0 } else { 2 });
+        return Ok(if diagnostics.is_empty() {
+            Exit::Success
+        } else {
+            Exit::Usage
+        });
     }
     if diagnostics.is_empty() {
         eprintln!("ok: {checked} pipeline(s), the profiles and the firmware policy are valid");
-        Ok(0)
+        Ok(Exit::Success)
     } else {
         Err(LoadError::Invalid(diagnostics).into())
     }

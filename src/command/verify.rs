@@ -2,35 +2,21 @@
 
 use crate::cli::VerifyArgs;
 use anyhow::Context as _;
-use hephaestus::nix::{self, StorePath};
-use hephaestus::stage::verify::{self, StoreOutput};
+use hephaestus::error::Exit;
+use hephaestus::stage::verify;
 use std::path::Path;
 
 /// Run `pipeline verify`.
-pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<u8> {
+pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let project = super::load_project(root)?;
     let profile = super::profile(&project, &args.profile)?;
     if !args.file.is_file() {
         return Err(super::UsageError(format!("{}: no such file", args.file.display())).into());
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let store = match verify::store_output_of(&args.file) {
-        Some(out) => {
-            let path = StorePath::new(out.display().to_string())?;
-            let info = runtime
-                .block_on(nix::path_info(&path))
-                .context("cannot read the registered NAR hash of the store output")?;
-            Some(StoreOutput {
-                path: out,
-                nar_hash: info.nar_hash.as_str().to_string(),
-            })
-        }
-        None => None,
-    };
-    let file = args.file.canonicalize()?;
     // A refused image is exit code 1 (the image failed), not 2: the command line was fine.
     let verified = runtime
-        .block_on(verify::verify(file, profile.boot, store))
+        .block_on(verify::verify_path(&args.file, profile.boot))
         .map_err(|e| {
             anyhow::Error::new(e).context(format!(
                 "{} is not fit to publish as `{}` ({})",
@@ -73,5 +59,5 @@ pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<u8> {
     eprintln!("  md5    {}", d.md5);
     eprintln!("  sha256 {}", d.sha256);
     eprintln!("  sha512 {}", d.sha512);
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -177,6 +177,23 @@ pub fn digest_file(path: &Path) -> Result<Digests, Error> {
     hasher.finish()
 }
 
+/// The sha256 alone of `path`, read once in [`CHUNK`]-sized blocks (the boot check's
+/// before/after comparison, which needs no other digest).
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(crate::image::hex(&hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

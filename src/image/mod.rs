@@ -1,23 +1,26 @@
 //! Reading built images without running them: qcow2 soundness, the partition table inside the
 //! guest disk, file digests computed in one read, and the NAR hash of a Nix store path.
 //!
-//! Everything here is pure file reading (no processes, no network), so the `verify` stage can
+//! Everything here is file reading (no processes, no network), so the `verify` stage can
 //! run it on a blocking thread and the tests can feed it images made with `qemu-img`/`sfdisk`.
 //!
 //! # Public API
 //! - [`qcow2::inspect`]`(path) -> Result<`[`qcow2::Qcow2Info`]`, `[`qcow2::Error`]`>`: header
 //!   soundness (magic, version 2/3, no backing file, no external data file, no encryption,
 //!   clean, no unknown incompatible features) plus a scan of the cluster map.
-//! - [`reader::GuestReader::open`]`(path)` then [`partition::read_table`]`(&mut reader)` and
+//! - [`qcow2::GuestReader::open`]`(path)` then [`partition::read_table`]`(&mut reader)` and
 //!   [`partition::check_firmware`]`(&table, boot)`: the partition table read from inside the
 //!   image must fit the profile's [`crate::firmware::Boot`]. [`partition::Slice`] (from
 //!   [`partition::PartitionTable::esp`] / [`partition::Extent`]) reads one partition's bytes,
-//!   e.g. the ESP's FAT for the boot pre-check. Anything implementing [`reader::Disk`] works,
-//!   including an in-memory raw disk ([`reader::MemDisk`]).
+//!   e.g. the ESP's FAT ([`fat`]). Anything implementing [`disk::Disk`] works, including an
+//!   in-memory raw disk ([`disk::MemDisk`]).
+//! - [`bootable::precheck`]`(path, boot)`: what the firmware will look for is there (MBR boot
+//!   code for bios; `\EFI\BOOT\BOOTX64.EFI` in the ESP for uefi), before anything boots.
+//! - [`stream::file_chunks`]`(path, progress)`: the image file as an HTTP body, counted.
 //! - [`digest::digest_file`]`(path) -> `[`digest::Digests`] (size, md5, sha256, sha512 in one
 //!   read); [`digest::MultiHasher`] hashes chunks fed by another reader (the upload), each
 //!   algorithm on its own thread with bounded memory.
-//! - [`nar::nar_hash`]`(path) -> `[`nar::NarHash`] and [`nar::verify`]`(path, "sha256:…" |
+//! - [`nar::nar_hash`]`(path) -> `[`nar::ComputedNar`] and [`nar::verify`]`(path, "sha256:…" |
 //!   "sha256-…")`: the store path's NAR hash, compared with Nix's registered `narHash`.
 //!
 //! # Why not the `qcow` crate
@@ -37,11 +40,14 @@
 //! few hundred lines that refuse, with a reason, whatever they cannot read correctly. zstd
 //! clusters are refused: decoding them would need a C library for one rare case.
 
+pub mod bootable;
 pub mod digest;
+pub mod disk;
+pub mod fat;
 pub mod nar;
 pub mod partition;
 pub mod qcow2;
-pub mod reader;
+pub mod stream;
 
 /// Lower-case hex of `bytes` (digests are reported and compared as hex text).
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -23,14 +23,14 @@ use std::path::{Path, PathBuf};
 
 /// A store path's NAR hash and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NarHash {
+pub struct ComputedNar {
     /// SHA-256 of the NAR serialisation.
     pub sha256: [u8; 32],
     /// Length of the NAR serialisation (Nix's `narSize`).
     pub nar_size: u64,
 }
 
-impl NarHash {
+impl ComputedNar {
     /// `sha256:<nix-base32>`, as Nix 2.8's `path-info --json` prints it.
     pub fn to_nix32(&self) -> String {
         format!("sha256:{}", crate::nix::encode_nix_base32(&self.sha256))
@@ -59,16 +59,16 @@ impl NarHash {
     }
 }
 
-impl fmt::Display for NarHash {
+impl fmt::Display for ComputedNar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_sri())
     }
 }
 
-impl Serialize for NarHash {
+impl Serialize for ComputedNar {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("NarHash", 2)?;
+        let mut st = s.serialize_struct("ComputedNar", 2)?;
         st.serialize_field("nar_hash", &self.to_sri())?;
         st.serialize_field("nar_size", &self.nar_size)?;
         st.end()
@@ -314,12 +314,12 @@ fn copy_tapped(
 }
 
 /// Recomputes the NAR hash and size of `path` (a store path: a file, a directory or a symlink).
-pub fn nar_hash(path: &Path) -> Result<NarHash, Error> {
+pub fn nar_hash(path: &Path) -> Result<ComputedNar, Error> {
     nar_hash_tapped(path, &mut None)
 }
 
 /// [`nar_hash`], handing the contents of `tap.file` to `tap.feed` in the same read.
-pub fn nar_hash_tapped(path: &Path, tap: &mut Option<Tap<'_>>) -> Result<NarHash, Error> {
+pub fn nar_hash_tapped(path: &Path, tap: &mut Option<Tap<'_>>) -> Result<ComputedNar, Error> {
     let mut w = HashWriter {
         hasher: Sha256::new(),
         len: 0,
@@ -327,7 +327,7 @@ pub fn nar_hash_tapped(path: &Path, tap: &mut Option<Tap<'_>>) -> Result<NarHash
     dump_tapped(path, &mut w, tap)?;
     let mut sha256 = [0u8; 32];
     sha256.copy_from_slice(&w.hasher.finalize());
-    Ok(NarHash {
+    Ok(ComputedNar {
         sha256,
         nar_size: w.len,
     })
@@ -335,23 +335,27 @@ pub fn nar_hash_tapped(path: &Path, tap: &mut Option<Tap<'_>>) -> Result<NarHash
 
 /// Recomputes the NAR hash of `path` and compares it with Nix's registered `expected`
 /// (`sha256:<nix-base32>`, `sha256:<hex>` or `sha256-<base64>`).
-pub fn verify(path: &Path, expected: &str) -> Result<NarHash, Error> {
-    verify_tapped(path, expected, &mut None)
+pub fn verify(path: &Path, expected: &str) -> Result<ComputedNar, Error> {
+    let expected = crate::nix::NarHash::new(expected).map_err(|_| Error::BadHash {
+        text: expected.to_string(),
+        reason: "not a sha256 in nix-base32, hex or base64",
+    })?;
+    verify_tapped(path, &expected, &mut None)
 }
 
-/// [`verify`], handing the contents of `tap.file` to `tap.feed` in the same read.
+/// Recomputes the NAR hash of `path` and compares it with Nix's registered `expected`,
+/// handing the contents of `tap.file` to `tap.feed` in the same read.
 pub fn verify_tapped(
     path: &Path,
-    expected: &str,
+    expected: &crate::nix::NarHash,
     tap: &mut Option<Tap<'_>>,
-) -> Result<NarHash, Error> {
-    let want = parse_sha256(expected)?;
+) -> Result<ComputedNar, Error> {
     let got = nar_hash_tapped(path, tap)?;
-    if got.sha256 != want {
+    if got.sha256 != expected.digest() {
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
-            expected: expected.to_string(),
-            actual: got.format_like(expected),
+            expected: expected.as_str().to_string(),
+            actual: got.format_like(expected.as_str()),
         });
     }
     Ok(got)

@@ -6,7 +6,7 @@
 //! Both are caught here, statically, before anything is booted or published.
 
 use crate::firmware::Boot;
-use crate::image::reader::Disk;
+use crate::image::disk::Disk;
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::io;
@@ -692,7 +692,7 @@ impl<D: Disk + ?Sized> Disk for Slice<'_, D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::reader::MemDisk;
+    use crate::image::disk::MemDisk;
 
     const LINUX: Guid = Guid::from_fields(
         0x0FC6_3DAF,

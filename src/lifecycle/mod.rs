@@ -1,36 +1,173 @@
-//! Lifecycle of published generations after the upload: rolling a profile back to an earlier
-//! generation ([`rollback`]) and deleting the generations nobody needs any more ([`retention`]).
+//! The image family: the one definition of how a profile's images live in a cloud, used by
+//! validation, the tag stage, upload, promote, rollback, retention and `pipeline images`.
 //!
-//! Both follow the conventions the upload stage sets (DESIGN §6): a profile's current image
-//! carries the stable name, is visible and tagged `current`; each kept generation is hidden
-//! and named `{name}-{generation}`; the one the current image replaced is tagged `previous`.
-//! A *family* is the stable name with all its kept generations. A generation is found by its
-//! `hephaestus_profile` and `hephaestus_generation` properties, never by parsing names, so a
-//! name of one family that happens to start with another family's name is never mixed up.
-//!
-//! Candidates (tag `candidate`) belong to a publish in progress or to a crashed one, which
-//! the upload stage sweeps; neither module touches them.
+//! - **Vocabulary**: the lifecycle tags ([`TAG_CANDIDATE`], [`TAG_CURRENT`], [`TAG_PREVIOUS`],
+//!   [`TAG_ROLLED_BACK`], [`TAG_KEEP`]) and the property keys the pipeline computes
+//!   ([`keys`], [`reserved_key`]); a profile may set none of them.
+//! - **Names**: a profile's current image carries the stable name (upload option `name`,
+//!   default [`DEFAULT_NAME_TEMPLATE`]); each kept generation is hidden and named
+//!   `{name}-{generation}`, where the generation ([`generation`]) is the build's UTC minute
+//!   and the first 8 characters of its store hash. A *family* is the stable name with all its
+//!   kept generations. Members are found by their `hephaestus_profile` and
+//!   `hephaestus_generation` properties, never by parsing names, so a family whose name starts
+//!   with another family's name is never mixed up with it.
+//! - **The candidate protocol** ([`publish`]): find the current image, sweep stale candidates,
+//!   create a hidden candidate, send the bytes, compare hashes, make it current, delete it on
+//!   any failure.
+//! - **Afterwards**: [`rollback`] and [`retention`].
 
+pub mod publish;
 pub mod retention;
 pub mod rollback;
 
+pub use publish::{Family, Fingerprint, Published};
 pub use retention::{
     apply_retention, execute_retention, plan_retention, Decision, RetentionPlan, RetentionReport,
     DEFAULT_KEEP,
 };
-pub(crate) use rollback::retire_other_previous;
 pub use rollback::{rollback, Rollback, RollbackRequest};
 
+use crate::error::error_chain;
 use crate::glance::{self, Glance, Hidden, Image, ImageFilter, ImageStatus};
-use crate::stage::upload::{TAG_CANDIDATE, TAG_CURRENT, TAG_PREVIOUS};
 use backon::{ExponentialBuilder, Retryable};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// Tag of an image being uploaded: hidden, never left behind.
+pub const TAG_CANDIDATE: &str = "candidate";
+/// Tag of a profile's current image.
+pub const TAG_CURRENT: &str = "current";
+/// Tag of the image the current one replaced (the rollback target).
+pub const TAG_PREVIOUS: &str = "previous";
 /// Tag of a generation that a rollback took out of service (kept, hidden).
 pub const TAG_ROLLED_BACK: &str = "rolled-back";
 /// Tag that pins a generation: retention never deletes it.
 pub const TAG_KEEP: &str = "keep";
+/// Tag every image of this pipeline carries.
+pub const TAG_HEPHAESTUS: &str = "hephaestus";
+/// Prefix of the tag naming the profile (`profile:lucy`).
+pub const TAG_PROFILE_PREFIX: &str = "profile:";
+
+/// Tags that say where an image stands in its own cloud's lifecycle. They are set and moved
+/// by the pipeline only, and never copied from one cloud to another.
+pub const LIFECYCLE_TAGS: &[&str] = &[TAG_CANDIDATE, TAG_CURRENT, TAG_PREVIOUS, TAG_ROLLED_BACK];
+
+/// The stable name when the pipeline does not choose one; `{profile}` is replaced.
+pub const DEFAULT_NAME_TEMPLATE: &str = "hephaestus-{profile}";
+
+/// Glance property keys the pipeline sets. Keys starting with [`RESERVED_KEY_PREFIX`] are
+/// all reserved, whether listed here or not.
+pub mod keys {
+    /// Firmware the image boots with (`uefi` | `bios`).
+    pub const FIRMWARE_TYPE: &str = "hw_firmware_type";
+    /// Machine type (`q35` for UEFI).
+    pub const MACHINE_TYPE: &str = "hw_machine_type";
+    /// `linux`.
+    pub const OS_TYPE: &str = "os_type";
+    /// `nixos`.
+    pub const OS_DISTRO: &str = "os_distro";
+    /// The NixOS release.
+    pub const OS_VERSION: &str = "os_version";
+    /// `x86_64`.
+    pub const ARCHITECTURE: &str = "architecture";
+    /// The profile.
+    pub const PROFILE: &str = "hephaestus_profile";
+    /// The profile's role.
+    pub const ROLE: &str = "hephaestus_role";
+    /// The pipeline that published it.
+    pub const PIPELINE: &str = "hephaestus_pipeline";
+    /// The Nix store path of the build.
+    pub const STORE_PATH: &str = "hephaestus_store_path";
+    /// The generation (`{UTC yyyymmddHHMM}-{hash prefix}`).
+    pub const GENERATION: &str = "hephaestus_generation";
+    /// `<cloud>:<id>` of the image a promotion copied.
+    pub const PROMOTED_FROM: &str = "hephaestus_promoted_from";
+    /// openstacksdk's conventional sha256 of the data.
+    pub const SDK_SHA256: &str = "owner_specified.openstack.sha256";
+    /// openstacksdk's conventional md5 of the data.
+    pub const SDK_MD5: &str = "owner_specified.openstack.md5";
+    /// openstacksdk's conventional object name.
+    pub const SDK_OBJECT: &str = "owner_specified.openstack.object";
+}
+
+/// Prefix of the pipeline's own property keys; a profile may set none of them.
+pub const RESERVED_KEY_PREFIX: &str = "hephaestus_";
+
+/// Firmware keys, derived from the profile's `boot` alone.
+pub const FIRMWARE_KEYS: &[&str] = &[keys::FIRMWARE_TYPE, keys::MACHINE_TYPE];
+
+/// Every other key the pipeline computes.
+pub const COMPUTED_KEYS: &[&str] = &[
+    keys::OS_TYPE,
+    keys::OS_DISTRO,
+    keys::OS_VERSION,
+    keys::ARCHITECTURE,
+    keys::PROFILE,
+    keys::ROLE,
+    keys::PIPELINE,
+    keys::STORE_PATH,
+    keys::GENERATION,
+    keys::PROMOTED_FROM,
+    keys::SDK_SHA256,
+    keys::SDK_MD5,
+    keys::SDK_OBJECT,
+];
+
+/// Why a property key is the pipeline's, not a profile's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservedKey {
+    /// Derived from `boot`.
+    Firmware,
+    /// Computed from the build, the digests or the pipeline.
+    Computed,
+}
+
+/// Whether a profile may not set `key`, and why.
+pub fn reserved_key(key: &str) -> Option<ReservedKey> {
+    if FIRMWARE_KEYS.contains(&key) {
+        Some(ReservedKey::Firmware)
+    } else if COMPUTED_KEYS.contains(&key) || key.starts_with(RESERVED_KEY_PREFIX) {
+        Some(ReservedKey::Computed)
+    } else {
+        None
+    }
+}
+
+/// Whether a profile may not add `tag`: the lifecycle tags, `keep` (which would pin every
+/// generation, so retention never prunes), `hephaestus` and `profile:*`.
+pub fn reserved_tag(tag: &str) -> bool {
+    LIFECYCLE_TAGS.contains(&tag)
+        || tag == TAG_KEEP
+        || tag == TAG_HEPHAESTUS
+        || tag.starts_with(TAG_PROFILE_PREFIX)
+}
+
+/// The tags every image of `profile` carries, before its own.
+pub fn base_tags(profile: &str) -> Vec<String> {
+    vec![
+        TAG_HEPHAESTUS.to_string(),
+        format!("{TAG_PROFILE_PREFIX}{profile}"),
+    ]
+}
+
+/// The stable name of `profile`'s current image under `template` (`{profile}` replaced).
+pub fn stable_name(template: &str, profile: &str) -> String {
+    template.replace("{profile}", profile)
+}
+
+/// `{UTC yyyymmddHHMM}-{first 8 characters of the store path's hash}`.
+pub fn generation(at: time::OffsetDateTime, store_path: &crate::nix::StorePath) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    let hash: String = store_path.hash_part().chars().take(8).collect();
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}-{hash}",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute()
+    )
+}
 
 /// Why a lifecycle operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -132,8 +269,9 @@ pub enum Error {
     /// and putting the old one back failed too: the family has no current image.
     #[error(
         "rollback of `{name}` stopped half-way: image {old} was hidden, image {target} could not be \
-         made current, and restoring {old} failed ({undo}); make one of them current by hand \
-         (name `{name}`, visible, tag `current`) or run the command again"
+         made current, and restoring {old} failed ({}); make one of them current by hand \
+         (name `{name}`, visible, tag `current`) or run the command again",
+        error_chain(undo.as_ref())
     )]
     HalfDone {
         /// Stable name.
@@ -142,8 +280,8 @@ pub enum Error {
         old: String,
         /// The image that should have become current.
         target: String,
-        /// Why restoring the old one failed, as text.
-        undo: String,
+        /// Why restoring the old one failed.
+        undo: Box<glance::Error>,
         /// Why promoting the target failed.
         #[source]
         source: Box<glance::Error>,
@@ -159,14 +297,15 @@ fn available_hint(available: &[String]) -> String {
 }
 
 impl Error {
-    /// The command was asked something that needs a choice the user must make (exit code 2).
+    /// The command was asked something that needs a choice the user must make, or the cloud
+    /// refused the credentials.
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::AmbiguousName { .. })
             || matches!(self, Error::Glance { source, .. }
                 if matches!(source.kind(), glance::ErrorKind::Auth | glance::ErrorKind::Config))
     }
 
-    /// The cloud was left without a current image of the family (exit code 3).
+    /// The cloud was left without a current image of the family.
     pub fn left_half_done(&self) -> bool {
         matches!(self, Error::HalfDone { .. })
     }
@@ -184,8 +323,7 @@ pub struct Generation {
     pub id: String,
     /// Image name.
     pub name: String,
-    /// `hephaestus_generation` (or the first 8 characters of the id when it lacks one, as
-    /// the upload stage names such an image).
+    /// `hephaestus_generation` (or the first 8 characters of the id when it lacks one).
     pub generation: String,
     /// Glance status.
     pub status: String,
@@ -200,7 +338,6 @@ pub struct Generation {
 impl Generation {
     /// The report view of `image`.
     pub fn of(image: &Image) -> Self {
-        let lifecycle = [TAG_CURRENT, TAG_PREVIOUS, TAG_ROLLED_BACK, TAG_KEEP];
         Generation {
             id: image.id.clone(),
             name: image.display_name().to_string(),
@@ -210,7 +347,7 @@ impl Generation {
             tags: image
                 .tags
                 .iter()
-                .filter(|t| lifecycle.contains(&t.as_str()))
+                .filter(|t| LIFECYCLE_TAGS.contains(&t.as_str()) || *t == TAG_KEEP)
                 .cloned()
                 .collect(),
             created_at: image.created_at.clone(),
@@ -218,11 +355,55 @@ impl Generation {
     }
 }
 
+/// Where an image stands in its family, as `pipeline images` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The current image.
+    Current,
+    /// The image the current one replaced.
+    Previous,
+    /// Taken out of service by a rollback.
+    RolledBack,
+    /// An upload in progress, or a crashed one's leftover.
+    Candidate,
+    /// An older generation.
+    Kept,
+}
+
+impl Role {
+    /// The role of `image` from its tags.
+    pub fn of(image: &Image) -> Role {
+        if has_tag(image, TAG_CURRENT) {
+            Role::Current
+        } else if has_tag(image, TAG_PREVIOUS) {
+            Role::Previous
+        } else if has_tag(image, TAG_ROLLED_BACK) {
+            Role::RolledBack
+        } else if has_tag(image, TAG_CANDIDATE) {
+            Role::Candidate
+        } else {
+            Role::Kept
+        }
+    }
+
+    /// The word shown for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Current => "current",
+            Role::Previous => "previous",
+            Role::RolledBack => "rolled-back",
+            Role::Candidate => "candidate",
+            Role::Kept => "kept",
+        }
+    }
+}
+
 /// The generation of `image`: its `hephaestus_generation`, else the first 8 characters of its
-/// id (what the upload stage names a kept image that lacks the property).
+/// id (what a kept image that lacks the property is named after).
 pub fn generation_of(image: &Image) -> String {
     image
-        .property("hephaestus_generation")
+        .property(keys::GENERATION)
         .map(str::to_string)
         .unwrap_or_else(|| image.id.chars().take(8).collect())
 }
@@ -232,7 +413,8 @@ pub fn kept_name(name: &str, image: &Image) -> String {
     format!("{name}-{}", generation_of(image))
 }
 
-fn has_tag(image: &Image, tag: &str) -> bool {
+/// Whether `image` carries `tag`.
+pub fn has_tag(image: &Image, tag: &str) -> bool {
     image.tags.iter().any(|t| t == tag)
 }
 
@@ -244,6 +426,11 @@ pub fn in_family(image: &Image, name: &str) -> bool {
     }
     let own = image.display_name();
     own == name || own == kept_name(name, image)
+}
+
+/// Whether `image` is a candidate of family `name` (named `{name}-{generation}`).
+pub fn is_candidate_of(image: &Image, name: &str) -> bool {
+    has_tag(image, TAG_CANDIDATE) && image.display_name() == kept_name(name, image)
 }
 
 /// The family name `image` belongs to: its name without the `-{generation}` suffix.
@@ -275,7 +462,8 @@ pub(crate) fn newest_first(images: &mut [Image]) {
     });
 }
 
-fn transient_backoff() -> ExponentialBuilder {
+/// Backoff for a Glance read or an idempotent patch that failed transiently.
+pub(crate) fn transient_backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(5))
@@ -286,7 +474,7 @@ fn transient_backoff() -> ExponentialBuilder {
 /// Glance is temporarily unavailable.
 pub async fn profile_images(glance: &Glance, profile: &str) -> Result<Vec<Image>, Error> {
     let filter = ImageFilter {
-        properties: [("hephaestus_profile".to_string(), profile.to_string())].into(),
+        properties: [(keys::PROFILE.to_string(), profile.to_string())].into(),
         hidden: Hidden::Include,
         ..ImageFilter::default()
     };
@@ -300,24 +488,29 @@ pub async fn profile_images(glance: &Glance, profile: &str) -> Result<Vec<Image>
         )))
 }
 
-/// The profiles that have Hephaestus images (tag `hephaestus`) in the cloud, sorted.
-pub async fn profiles_in_cloud(glance: &Glance) -> Result<Vec<String>, Error> {
+/// Every image of this pipeline (tag `hephaestus`) in the cloud, visible and hidden.
+pub async fn pipeline_images(glance: &Glance) -> Result<Vec<Image>, Error> {
     let filter = ImageFilter {
-        tags: vec!["hephaestus".to_string()],
+        tags: vec![TAG_HEPHAESTUS.to_string()],
         hidden: Hidden::Include,
         ..ImageFilter::default()
     };
-    let images = (|| glance.list_images(&filter))
+    (|| glance.list_images(&filter))
         .retry(transient_backoff())
         .when(glance::Error::is_transient)
         .await
         .map_err(glance_err(format!(
             "list the Hephaestus images of cloud {}",
             glance.cloud()
-        )))?;
+        )))
+}
+
+/// The profiles that have Hephaestus images in the cloud, sorted.
+pub async fn profiles_in_cloud(glance: &Glance) -> Result<Vec<String>, Error> {
+    let images = pipeline_images(glance).await?;
     Ok(images
         .iter()
-        .filter_map(|i| i.property("hephaestus_profile").map(str::to_string))
+        .filter_map(|i| i.property(keys::PROFILE).map(str::to_string))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect())
@@ -368,6 +561,8 @@ pub(crate) mod tests {
         assert!(in_family(&kept, "h-lucy"));
         assert!(!in_family(&other, "h-lucy"));
         assert!(!in_family(&cand, "h-lucy"));
+        assert!(is_candidate_of(&cand, "h-lucy"));
+        assert!(!is_candidate_of(&cand, "h-lu"));
         assert_eq!(
             families(&[cur, kept, other, cand]),
             ["h-lucy", "h-lucy-test"]
@@ -402,5 +597,44 @@ pub(crate) mod tests {
         newest_first(&mut images);
         let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["c", "b", "a"]);
+    }
+
+    #[test]
+    fn generation_is_utc_minute_and_hash_prefix() {
+        let at = time::macros::datetime!(2026-11-26 13:05:59 +02:00);
+        let path =
+            crate::nix::StorePath::new("/nix/store/0123456789abcdfghijklmnpqrsvwxyz-x".to_string())
+                .unwrap();
+        assert_eq!(generation(at, &path), "202611261105-01234567");
+    }
+
+    #[test]
+    fn every_reserved_tag_and_key_is_refused_from_one_list() {
+        for tag in ["candidate", "current", "previous", "rolled-back", "keep"] {
+            assert!(reserved_tag(tag), "{tag}");
+        }
+        assert!(reserved_tag("hephaestus") && reserved_tag("profile:lucy"));
+        assert!(!reserved_tag("kubernetes") && !reserved_tag("tested"));
+        assert_eq!(
+            reserved_key("hw_firmware_type"),
+            Some(ReservedKey::Firmware)
+        );
+        assert_eq!(
+            reserved_key("hephaestus_anything"),
+            Some(ReservedKey::Computed)
+        );
+        assert_eq!(
+            reserved_key("owner_specified.openstack.md5"),
+            Some(ReservedKey::Computed)
+        );
+        assert_eq!(reserved_key("hw_qemu_guest_agent"), None);
+    }
+
+    #[test]
+    fn roles_follow_the_tags() {
+        let cur = image("a", "h", "g2", "2026-01-02T00:00:00Z", &["current"]);
+        let rb = image("b", "h-g3", "g3", "2026-01-03T00:00:00Z", &["rolled-back"]);
+        assert_eq!(Role::of(&cur), Role::Current);
+        assert_eq!(Role::of(&rb).as_str(), "rolled-back");
     }
 }

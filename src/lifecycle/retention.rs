@@ -18,10 +18,10 @@
 
 use super::{
     has_tag, in_family, newest_first, profile_images, transient_backoff, Error, Generation,
-    TAG_KEEP,
+    TAG_CURRENT, TAG_KEEP, TAG_PREVIOUS,
 };
+use crate::error::error_chain;
 use crate::glance::{self, ErrorKind, Glance, Image, ImageStatus, PatchOp};
-use crate::stage::upload::{TAG_CURRENT, TAG_PREVIOUS};
 use backon::Retryable;
 
 /// Generations kept per family when nothing else is said (the current one included).
@@ -208,7 +208,7 @@ pub async fn execute_retention(glance: &Glance, plan: &RetentionPlan) -> Retenti
                     } else {
                         "protected or not allowed"
                     },
-                    crate::pipeline::runner::error_chain(&e)
+                    error_chain(&e)
                 );
                 let ops = [PatchOp::replace("os_hidden", true)];
                 let hide = (|| glance.update_image(id, &ops))
@@ -224,14 +224,13 @@ pub async fn execute_retention(glance: &Glance, plan: &RetentionPlan) -> Retenti
                     }
                     Err(h) => report.failed.push(with(format!(
                         "{refusal}; hiding it failed too: {}",
-                        crate::pipeline::runner::error_chain(&h)
+                        error_chain(&h)
                     ))),
                 }
             }
-            Err(e) => report.failed.push(with(format!(
-                "cannot delete it: {}",
-                crate::pipeline::runner::error_chain(&e)
-            ))),
+            Err(e) => report
+                .failed
+                .push(with(format!("cannot delete it: {}", error_chain(&e)))),
         }
     }
     report
@@ -249,6 +248,25 @@ pub async fn apply_retention(
 ) -> Result<RetentionReport, Error> {
     let plan = plan_retention(glance, profile, name, keep).await?;
     Ok(execute_retention(glance, &plan).await)
+}
+
+/// Retention after a publish into family `name` of `profile`: it never fails the publish that
+/// succeeded; what it did is returned as a note for the report (empty when nothing changed),
+/// and what it could not do is logged.
+pub async fn after_publish(glance: &Glance, profile: &str, name: &str, keep: u32) -> String {
+    match apply_retention(glance, profile, name, keep).await {
+        Ok(r) if !r.deleted.is_empty() || !r.hidden.is_empty() || !r.ok() => format!(
+            "; retention (keep {keep}): {} deleted, {} hidden, {} failed",
+            r.deleted.len(),
+            r.hidden.len(),
+            r.failed.len()
+        ),
+        Ok(_) => String::new(),
+        Err(e) => {
+            tracing::warn!("{profile}: retention not applied: {}", error_chain(&e));
+            String::new()
+        }
+    }
 }
 
 #[cfg(test)]

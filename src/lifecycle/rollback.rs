@@ -20,11 +20,12 @@
 //! when the current image is itself the result of a rollback, changes nothing.
 
 use super::{
-    generation_of, glance_err, has_tag, in_family, kept_name, newest_first, profile_images,
-    transient_backoff, Error, Generation, TAG_ROLLED_BACK,
+    generation_of, glance_err, has_tag, in_family, is_candidate_of, newest_first, profile_images,
+    transient_backoff, Error, Generation, LIFECYCLE_TAGS, TAG_CANDIDATE, TAG_CURRENT, TAG_PREVIOUS,
+    TAG_ROLLED_BACK,
 };
+use crate::error::error_chain;
 use crate::glance::{self, Glance, Image, ImageStatus, PatchOp};
-use crate::stage::upload::{TAG_CANDIDATE, TAG_CURRENT, TAG_PREVIOUS};
 use backon::Retryable;
 use std::collections::BTreeSet;
 
@@ -137,11 +138,9 @@ pub async fn rollback(glance: &Glance, req: &RollbackRequest<'_>) -> Result<Roll
                 Some(image) => (*image).clone(),
                 None => {
                     // A candidate deserves its own message: it exists, but is not published.
-                    let candidate = images.iter().find(|i| {
-                        has_tag(i, TAG_CANDIDATE)
-                            && generation_of(i) == wanted
-                            && i.display_name() == kept_name(&name, i)
-                    });
+                    let candidate = images
+                        .iter()
+                        .find(|i| is_candidate_of(i, &name) && generation_of(i) == wanted);
                     return Err(match candidate {
                         Some(c) => Error::Candidate {
                             name,
@@ -255,9 +254,7 @@ pub async fn rollback(glance: &Glance, req: &RollbackRequest<'_>) -> Result<Roll
 /// `profile:…`, a user's `keep`) is carried over untouched.
 fn without_lifecycle(tags: &[String]) -> impl Iterator<Item = String> + '_ {
     tags.iter()
-        .filter(|t| {
-            ![TAG_CURRENT, TAG_PREVIOUS, TAG_ROLLED_BACK, TAG_CANDIDATE].contains(&t.as_str())
-        })
+        .filter(|t| !LIFECYCLE_TAGS.contains(&t.as_str()))
         .cloned()
 }
 
@@ -315,7 +312,7 @@ async fn swap(
             TAG_PREVIOUS
         };
         let demote = [
-            PatchOp::replace("name", kept_name(name, &fresh)),
+            PatchOp::replace("name", super::kept_name(name, &fresh)),
             PatchOp::replace("os_hidden", true),
             PatchOp::tags(without_lifecycle(&fresh.tags).chain([tag.to_string()])),
         ];
@@ -356,7 +353,7 @@ async fn swap(
                     name: name.to_string(),
                     old: old.id.clone(),
                     target: target.id.clone(),
-                    undo: crate::pipeline::runner::error_chain(&undo),
+                    undo: Box::new(undo),
                     source: Box::new(source),
                 },
             });
@@ -398,7 +395,7 @@ pub(crate) async fn retire_other_previous(
             tracing::warn!(
                 "could not remove tag `previous` from older generation {} of `{name}`: {}",
                 image.id,
-                crate::pipeline::runner::error_chain(&e)
+                error_chain(&e)
             );
         }
     }

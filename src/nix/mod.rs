@@ -28,11 +28,15 @@
 //!   decode to the same 32 bytes.
 
 mod command;
+pub mod flake;
+mod gc;
 mod hash;
 mod image_info;
 mod json;
 mod store_path;
 
+pub use flake::{flake_ref, MissingFlake};
+pub use gc::GcRoots;
 pub use hash::NarHash;
 pub(crate) use hash::{encode_base64, encode_nix_base32};
 pub use image_info::{read_image_info, BootMode, ImageInfo, ImageInfoSource, IMAGE_INFO_PATH};

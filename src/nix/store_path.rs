@@ -69,6 +69,15 @@ impl StorePath {
     pub fn name(&self) -> &str {
         &self.0[STORE_DIR.len() + HASH_LEN + 1..]
     }
+
+    /// The store path `file` lives in (or is), after following symlinks: `None` when the
+    /// file is not under `/nix/store/` or cannot be resolved.
+    pub fn containing(file: &Path) -> Option<StorePath> {
+        let real = file.canonicalize().ok()?;
+        let rest = real.to_str()?.strip_prefix(STORE_DIR)?;
+        let top = rest.split('/').next()?;
+        StorePath::new(format!("{STORE_DIR}{top}")).ok()
+    }
 }
 
 impl TryFrom<String> for StorePath {

@@ -1,13 +1,20 @@
-//! Pipelines: the YAML spec, its validation into a [`Plan`], the runner and the run report.
+//! Pipelines: the YAML spec, the project's profiles, validation into a [`Plan`], the run
+//! directory, the runner and the run report.
 
-pub mod progress;
+pub mod diagnostic;
+pub mod project;
 pub mod report;
+pub mod run_dir;
 pub mod runner;
 pub mod spec;
 pub mod validate;
 
-pub use validate::{load_pipeline, Diagnostic, LoadError, Overrides, Policy, Profile, Project};
+pub use crate::profile::{Policy, Profile};
+pub use diagnostic::{Diagnostic, LoadError};
+pub use project::Project;
+pub use validate::{load_pipeline, validate_all, Overrides};
 
+use crate::lifecycle::{stable_name, DEFAULT_NAME_TEMPLATE};
 use crate::stage::Stage;
 use std::path::PathBuf;
 
@@ -30,4 +37,48 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// The profiles, in order, after `--profile`.
     pub profiles: Vec<Profile>,
+}
+
+/// The cloud sessions a plan needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloudsNeeded {
+    /// The pipeline's own cloud (`skip-unchanged`, `upload`, target of `promote`).
+    pub target: bool,
+    /// The cloud `promote` copies from.
+    pub source: Option<String>,
+}
+
+impl Plan {
+    /// The stable-name template of the images (`name:` of `upload` or `promote`).
+    pub fn name_template(&self) -> &str {
+        self.stages
+            .iter()
+            .find_map(|s| match s {
+                Stage::Upload(o) => o.name.as_deref(),
+                Stage::Promote(o) => o.name.as_deref(),
+                _ => None,
+            })
+            .unwrap_or(DEFAULT_NAME_TEMPLATE)
+    }
+
+    /// The stable Glance name of `profile`'s current image.
+    pub fn image_name(&self, profile: &str) -> String {
+        stable_name(self.name_template(), profile)
+    }
+
+    /// Which clouds the stages talk to.
+    pub fn clouds_needed(&self) -> CloudsNeeded {
+        let mut needed = CloudsNeeded::default();
+        for stage in &self.stages {
+            match stage {
+                Stage::Upload(_) | Stage::SkipUnchanged => needed.target = true,
+                Stage::Promote(o) => {
+                    needed.target = true;
+                    needed.source = Some(o.from.clone());
+                }
+                _ => {}
+            }
+        }
+        needed
+    }
 }

@@ -1,6 +1,7 @@
 //! The run report: what happened to each image, printed as text on stderr and as one JSON
 //! document on stdout (`--json`) or into a file (`--report FILE`), per DESIGN §8.
 
+use crate::error::Exit;
 use crate::firmware::Boot;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ pub struct Report {
 /// What happened to one profile's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ImageStatus {
+pub enum ImageOutcome {
     /// Uploaded and made current.
     Published,
     /// Already current in the cloud with the same store path and hashes; nothing sent.
@@ -74,7 +75,7 @@ pub struct ImageReport {
     /// Profile name.
     pub profile: String,
     /// Outcome.
-    pub status: ImageStatus,
+    pub status: ImageOutcome,
     /// Firmware tagged.
     pub firmware: Boot,
     /// Glance image id, once created.
@@ -111,13 +112,13 @@ pub struct ImageReport {
 impl Report {
     /// Exit code per DESIGN §7: 0 when every image is fine, 1 when one failed, 3 when a
     /// failed image's cleanup failed too.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit(&self) -> Exit {
         if self.images.iter().any(|i| i.cleanup_failed) {
-            3
+            Exit::Cleanup
         } else if self.ok {
-            0
+            Exit::Success
         } else {
-            1
+            Exit::Failed
         }
     }
 
@@ -160,7 +161,7 @@ impl Report {
         let failed = self
             .images
             .iter()
-            .filter(|i| i.status == ImageStatus::Failed)
+            .filter(|i| i.status == ImageOutcome::Failed)
             .count();
         out.push_str(&format!(
             "{}: {} image(s), {} failed{}\n",

@@ -1,168 +1,90 @@
 //! The runner: one chain of stages per profile, profiles concurrent up to `concurrency`, one
 //! failure never stopping the other profiles.
 
-use super::report::{rfc3339, ImageReport, ImageStatus, Report, StageReport, StageStatus};
+use super::report::{rfc3339, ImageOutcome, ImageReport, Report, StageReport, StageStatus};
+use super::run_dir::RunDir;
 use super::{Plan, Project};
-use crate::nix::StorePath;
-use crate::stage::{self, evaluate, Artifact, Context, Outcome, Stage};
+use crate::error::error_chain;
+use crate::glance::Glance;
+use crate::nix::GcRoots;
+use crate::progress::Reporter;
+use crate::stage::{self, skip_unchanged::OutPaths, Artifact, Context, Outcome};
 use futures::stream::{self, StreamExt};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// How a run behaves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Run only what has no side effect; describe the rest.
     pub dry_run: bool,
     /// Where runs keep their working files; this run uses a fresh directory inside it.
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     /// Keep the build outputs' GC roots after the run (otherwise they are removed, so the
     /// next `nix-collect-garbage` may reclaim the images).
     pub keep_outputs: bool,
-    /// Draw progress bars instead of log lines.
-    pub progress_bars: bool,
+    /// Shows transfers.
+    pub reporter: Reporter,
 }
 
 /// The authenticated cloud sessions a run uses.
 #[derive(Debug, Default)]
 pub struct Clouds {
     /// The pipeline's cloud (`upload`, target of `promote`).
-    pub target: Option<crate::glance::Glance>,
+    pub target: Option<Glance>,
     /// The cloud `promote` copies from.
-    pub source: Option<crate::glance::Glance>,
-}
-
-/// The directory of one run: `<run_dir>/<UTC start>-<pipeline>-<pid>`.
-fn this_run_dir(opts: &RunOptions, plan: &Plan, started: time::OffsetDateTime) -> PathBuf {
-    let stamp = rfc3339(started).replace([':', '-'], "");
-    opts.run_dir
-        .join(format!("{stamp}-{}-{}", plan.pipeline, std::process::id()))
-}
-
-/// The error chain of `err` as one line: "outer: inner: root cause".
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
-/// The output paths of every profile's image, without building: one `nix eval` per flake
-/// attribute set (`images.*`), since one evaluation of all systems shares most of the work.
-async fn evaluate_out_paths(
-    plan: &Plan,
-    project: &Project,
-) -> BTreeMap<String, Result<StorePath, String>> {
-    let mut result = BTreeMap::new();
-    let flake = match evaluate::flake_ref(&project.root, plan.flake.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            for p in &plan.profiles {
-                result.insert(p.name.clone(), Err(e.to_string()));
-            }
-            return result;
-        }
-    };
-    let mut groups: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
-    for p in &plan.profiles {
-        let (parent, leaf) = p
-            .attribute
-            .rsplit_once('.')
-            .unwrap_or(("", p.attribute.as_str()));
-        groups
-            .entry(parent)
-            .or_default()
-            .push((p.name.as_str(), leaf));
-    }
-    for (parent, members) in groups {
-        if parent.is_empty() {
-            for (profile, leaf) in members {
-                let got = crate::nix::eval_out_path(&format!("{flake}#{leaf}"))
-                    .await
-                    .map_err(|e| error_chain(&e));
-                result.insert(profile.to_string(), got);
-            }
-            continue;
-        }
-        let leaves: Vec<&str> = members.iter().map(|(_, leaf)| *leaf).collect();
-        match crate::nix::eval_out_paths(&flake, parent, &leaves).await {
-            Ok(paths) => {
-                for (profile, leaf) in members {
-                    let got = paths
-                        .get(leaf)
-                        .cloned()
-                        .ok_or_else(|| format!("{parent}.{leaf} was not in the evaluation"));
-                    result.insert(profile.to_string(), got);
-                }
-            }
-            Err(e) => {
-                let text = error_chain(&e);
-                for (profile, _) in members {
-                    result.insert(profile.to_string(), Err(text.clone()));
-                }
-            }
-        }
-    }
-    result
+    pub source: Option<Glance>,
 }
 
 /// Run `plan` over its profiles and report what happened.
 pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOptions) -> Report {
     let started = time::OffsetDateTime::now_utc();
-    let run_dir = this_run_dir(opts, plan, started);
-    let wants_out_paths = !opts.dry_run
-        && plan
-            .stages
-            .iter()
-            .any(|s| matches!(s, Stage::SkipUnchanged));
-    let out_paths = if wants_out_paths {
-        evaluate_out_paths(plan, project).await
-    } else {
-        BTreeMap::new()
-    };
+    let run_dir = opts.run_dir.for_run(&plan.pipeline, started);
+    let gc_roots = GcRoots::new(run_dir.join("gc-roots"));
+    let out_paths = OutPaths::default();
     let ctx = Context {
-        plan,
-        policy: &project.policy,
+        pipeline: &plan.pipeline,
+        flake: plan.flake.as_deref(),
         root: &project.root,
+        name_template: plan.name_template(),
+        policy: &project.policy,
+        profiles: &plan.profiles,
         dry_run: opts.dry_run,
         started_at: started,
-        gc_roots: run_dir.join("gc-roots"),
-        run_dir: run_dir.clone(),
-        out_paths: &out_paths,
+        gc_roots: &gc_roots,
+        run_dir: &run_dir,
+        cloud: plan.cloud.as_deref(),
         glance: clouds.target.as_ref(),
         source: clouds.source.as_ref(),
-        progress_bars: opts.progress_bars,
+        reporter: &opts.reporter,
+        out_paths: &out_paths,
     };
     let mut images: Vec<(usize, ImageReport)> = stream::iter(plan.profiles.iter().enumerate())
         .map(|(i, profile)| {
             let ctx = &ctx;
-            async move { (i, run_chain(Artifact::new(profile.clone()), ctx).await) }
+            async move {
+                (
+                    i,
+                    run_chain(plan, Artifact::new(profile.clone()), ctx).await,
+                )
+            }
         })
         .buffer_unordered(plan.concurrency.max(1))
         .collect()
         .await;
     images.sort_by_key(|(i, _)| *i);
     if opts.keep_outputs {
-        if ctx.gc_roots.exists() {
+        if gc_roots.exist() {
             tracing::info!(
                 "build outputs kept alive by the GC roots in {}",
-                ctx.gc_roots.display()
+                gc_roots.dir().display()
             );
         }
     } else {
-        // Removing the out-links ends the GC roots; the directory is ours alone.
-        if let Err(e) = std::fs::remove_dir_all(&ctx.gc_roots) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(
-                    "could not remove the GC roots in {}: {e}",
-                    ctx.gc_roots.display()
-                );
-            }
+        if let Err(e) = gc_roots.release() {
+            tracing::warn!(
+                "could not remove the GC roots in {}: {e}",
+                gc_roots.dir().display()
+            );
         }
         // Leaves the run directory when something else (a serial log) is still in it.
         let _ = std::fs::remove_dir(&run_dir);
@@ -171,7 +93,7 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
     Report {
         pipeline: plan.pipeline.clone(),
         cloud: plan.cloud.clone(),
-        ok: images.iter().all(|i| i.status != ImageStatus::Failed),
+        ok: images.iter().all(|i| i.status != ImageOutcome::Failed),
         dry_run: opts.dry_run,
         started_at: rfc3339(started),
         finished_at: rfc3339(time::OffsetDateTime::now_utc()),
@@ -179,13 +101,13 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
     }
 }
 
-async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
+async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
     let profile = artifact.profile.name.clone();
     let mut stages = Vec::new();
     let mut error = None;
     let mut cleanup_failed = false;
     let mut stopped: Option<String> = None;
-    for stage in &ctx.plan.stages {
+    for stage in &plan.stages {
         if error.is_some() || stopped.is_some() {
             stages.push(StageReport {
                 stage: stage.name().into(),
@@ -210,11 +132,7 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
                 (StageStatus::Ok, Some(note))
             }
             Err(e) => {
-                cleanup_failed |= match &e {
-                    stage::Error::Upload(u) => u.cleanup_failed(),
-                    stage::Error::Promote(p) => p.cleanup_failed(),
-                    _ => false,
-                };
+                cleanup_failed |= e.cleanup_failed();
                 let chain = error_chain(&e);
                 tracing::error!("{profile}: {chain}");
                 error = Some(chain);
@@ -237,25 +155,31 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
         });
     }
     let status = if error.is_some() {
-        ImageStatus::Failed
+        ImageOutcome::Failed
     } else if ctx.dry_run {
-        ImageStatus::Planned
+        ImageOutcome::Planned
     } else if stopped.is_some() {
-        ImageStatus::Unchanged
+        ImageOutcome::Unchanged
     } else {
         match &artifact.published {
-            Some(p) if p.skipped => ImageStatus::Skipped,
-            Some(_) => ImageStatus::Published,
-            None => ImageStatus::Verified,
+            Some(p) if p.skipped => ImageOutcome::Skipped,
+            Some(_) => ImageOutcome::Published,
+            None => ImageOutcome::Verified,
         }
     };
-    let (properties, tags) = match &artifact.properties {
+    let digests = artifact.verified.as_ref().map(|v| &v.digests);
+    let (mut properties, tags) = match &artifact.properties {
         Some(t) => (t.properties.clone(), t.tags.clone()),
         None => Default::default(),
     };
-    let digests = artifact.verified.as_ref().map(|v| &v.digests);
+    // The upload adds the digest properties; the report shows them as soon as they are known.
+    if let (Some(d), true) = (digests, artifact.properties.is_some()) {
+        for (k, v) in stage::tag::digest_properties(d) {
+            properties.insert(k.to_string(), v);
+        }
+    }
     ImageReport {
-        image_name: Some(ctx.plan.image_name(&profile)),
+        image_name: Some(ctx.image_name(&profile)),
         profile,
         status,
         firmware: artifact.profile.boot,
@@ -263,7 +187,13 @@ async fn run_chain(mut artifact: Artifact, ctx: &Context<'_>) -> ImageReport {
             .published
             .as_ref()
             .map(|p| p.image_id.clone())
-            .or_else(|| artifact.unchanged.clone()),
+            .or_else(|| {
+                artifact
+                    .cloud_state
+                    .as_ref()
+                    .filter(|c| c.unchanged)
+                    .and_then(|c| c.current.clone())
+            }),
         bytes_sent: artifact.bytes_sent,
         boot_seconds: artifact.booted.as_ref().map(|b| b.seconds),
         cleanup_failed,

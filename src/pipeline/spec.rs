@@ -1,11 +1,13 @@
 //! The YAML files as written by people: serde types for pipelines, profiles and the policy.
 //!
 //! These types only describe shape; every rule that spans fields or files lives in
-//! `validate`, which turns them into a [`crate::pipeline::Plan`]. Values that a later rule may
+//! `project` and `validate`, which turn them into a [`crate::pipeline::Plan`]. Each stage's
+//! options type lives with its stage. Values that a later rule may
 //! complain about are wrapped in [`Spanned`] so the complaint can name line and column.
 //! Keys are snake_case throughout; unknown keys are errors (`deny_unknown_fields`).
 
 use crate::firmware::Boot;
+use crate::stage::{boot_check, build, promote, upload};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 pub use serde_saphyr::{Location, Spanned};
@@ -130,113 +132,15 @@ pub enum StageOptions {
     #[default]
     None,
     /// `build: {...}`
-    Build(BuildOptions),
+    Build(build::Options),
     /// `upload: {...}`
-    Upload(UploadOptions),
+    Upload(upload::Options),
     /// `promote: {...}`
-    Promote(PromoteOptions),
+    Promote(promote::Options),
     /// `boot-check: {...}`
-    BootCheck(BootCheckOptions),
+    BootCheck(boot_check::Options),
     /// Options given to a stage that takes none, or to an unknown stage.
     Unexpected,
-}
-
-/// Options of the `build` stage.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildOptions {
-    /// Seconds before `nix build` is stopped (default 3600).
-    #[serde(default)]
-    pub timeout: Option<u64>,
-}
-
-/// How the upload stage sends the bytes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UploadMethod {
-    /// `PUT /v2/images/{id}/file`: the bytes are stored as they arrive, hashed once by Glance.
-    #[default]
-    Direct,
-    /// `PUT /v2/images/{id}/stage` then a `glance-direct` import.
-    Import,
-    /// `import` when the cloud offers glance-direct (`GET /v2/info/import`), else `direct`.
-    Auto,
-}
-
-/// Options of the `upload` stage.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UploadOptions {
-    /// Name of the current image; `{profile}` is replaced (default `hephaestus-{profile}`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// How the bytes are sent (default `direct`).
-    #[serde(default)]
-    pub method: Option<UploadMethod>,
-    /// Seconds to wait for the image to become `active` (default 600).
-    #[serde(default)]
-    pub timeout: Option<u64>,
-    /// Glance visibility of published images (default `private`).
-    #[serde(default)]
-    pub visibility: Option<crate::glance::Visibility>,
-    /// Attempts at publishing when Glance fails transiently (5xx, 429, connection lost),
-    /// each on a fresh candidate because Glance cannot resume an upload (default 3).
-    #[serde(default)]
-    pub attempts: Option<u32>,
-    /// Seconds to keep trying to delete a failed candidate before giving up with exit code 3
-    /// (default 120: long enough for a restarted Glance to come back).
-    #[serde(default)]
-    pub cleanup_timeout: Option<u64>,
-    /// Generations of the profile kept after a publish, the current one included (default
-    /// 3); current, previous, protected and `keep`-tagged images are never deleted.
-    #[serde(default)]
-    pub keep: Option<u32>,
-}
-
-/// Options of the `boot-check` stage.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BootCheckOptions {
-    /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
-    #[serde(default)]
-    pub timeout: Option<u64>,
-    /// Regex a serial-console line must match; `{profile}` is replaced (default: a `login:`
-    /// prompt or `HEPHAESTUS-BOOT-OK <profile>` at the start of a line).
-    #[serde(default)]
-    pub marker: Option<String>,
-    /// Guest memory in MiB (default 1024).
-    #[serde(default)]
-    pub memory: Option<u32>,
-    /// `tcg`, `kvm` or `auto` (default: KVM only when a probe boot under KVM works).
-    #[serde(default)]
-    pub accel: Option<crate::boot::Accel>,
-}
-
-/// Options of the `promote` stage: copy each profile's current image from cloud `from` into
-/// the pipeline's cloud.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteOptions {
-    /// clouds.yaml entry to copy from (staging).
-    pub from: String,
-    /// Stable name of the images; `{profile}` is replaced (default `hephaestus-{profile}`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Promote this generation instead of the source's current image.
-    #[serde(default)]
-    pub generation: Option<String>,
-    /// Refuse images without this tag (the tag CI sets once an image passed its tests).
-    #[serde(default)]
-    pub require_tag: Option<String>,
-    /// Glance visibility in the target (default `private`).
-    #[serde(default)]
-    pub visibility: Option<crate::glance::Visibility>,
-    /// Seconds to wait for the copy to become `active` (default 600).
-    #[serde(default)]
-    pub timeout: Option<u64>,
-    /// Seconds to keep trying to delete a failed candidate (default 120).
-    #[serde(default)]
-    pub cleanup_timeout: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for StageEntry {
@@ -269,20 +173,20 @@ impl<'de> Visitor<'de> for StageEntryVisitor {
         };
         let options = match name.as_str() {
             "build" => StageOptions::Build(
-                map.next_value::<Option<BuildOptions>>()?
+                map.next_value::<Option<build::Options>>()?
                     .unwrap_or_default(),
             ),
             "promote" => {
-                StageOptions::Promote(map.next_value::<Option<PromoteOptions>>()?.ok_or_else(
+                StageOptions::Promote(map.next_value::<Option<promote::Options>>()?.ok_or_else(
                     || de::Error::custom("`promote` needs options: `- promote: {from: CLOUD}`"),
                 )?)
             }
             "boot-check" => StageOptions::BootCheck(
-                map.next_value::<Option<BootCheckOptions>>()?
+                map.next_value::<Option<boot_check::Options>>()?
                     .unwrap_or_default(),
             ),
             "upload" => StageOptions::Upload(
-                map.next_value::<Option<UploadOptions>>()?
+                map.next_value::<Option<upload::Options>>()?
                     .unwrap_or_default(),
             ),
             _ => match map.next_value::<Option<IgnoredAny>>()? {

@@ -1,511 +1,21 @@
-//! Loading and validation: YAML files on disk → a [`Project`] and a checked [`Plan`].
+//! Checking a pipeline file against the project into a [`Plan`]: the profiles it selects,
+//! its stages in an order where each runs after what it needs, and its options.
 //!
 //! Nothing here has side effects beyond reading files, so `validate`, `plan` and the first
 //! step of `run` share it. Every problem becomes a [`Diagnostic`] naming file, line, column,
 //! what is wrong and how to fix it; validation goes on after a problem so that one run reports
 //! all of them, not only the first (a YAML syntax error still ends the reading of its file).
 
-use super::spec::{
-    location_of, Location, PipelineSpec, PolicySpec, ProfileSelection, ProfileSpec, Spanned,
-    StageEntry, StageOptions,
-};
+use super::diagnostic::{parse_yaml, Diagnostic, LoadError};
+use super::project::{display_path, read_text, Project};
+use super::spec::{location_of, PipelineSpec, ProfileSelection, Spanned, StageEntry, StageOptions};
 use super::Plan;
-use crate::firmware::Boot;
-use crate::stage::{Slot, Stage};
-use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use crate::stage::{Kind, Slot, Stage};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Default number of profiles a pipeline runs at once.
 pub const DEFAULT_CONCURRENCY: usize = 2;
-
-/// One problem in one file, with where it is and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Diagnostic {
-    /// The file, as the user named it or relative to the root.
-    pub file: PathBuf,
-    /// 1-based line; 0 when the problem concerns the whole file.
-    pub line: u64,
-    /// 1-based column; 0 when unknown.
-    pub column: u64,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-    /// The offending lines, as the YAML parser rendered them.
-    #[serde(skip)]
-    pub snippet: Option<String>,
-}
-
-impl Diagnostic {
-    fn at(file: &Path, loc: Location, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        let hint = hint.into();
-        Diagnostic {
-            file: file.to_path_buf(),
-            line: loc.line(),
-            column: loc.column(),
-            message: message.into(),
-            hint: (!hint.is_empty()).then_some(hint),
-            snippet: None,
-        }
-    }
-
-    fn whole_file(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Diagnostic::at(file, Location::UNKNOWN, message, hint)
-    }
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(snippet) = &self.snippet {
-            for line in snippet.lines() {
-                write!(f, "\n    {line}")?;
-            }
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n    fix: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Why a project or pipeline could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// One or more files are invalid; every problem found is listed.
-    #[error("{}", render_diagnostics(.0))]
-    Invalid(Vec<Diagnostic>),
-    /// A named pipeline has no file.
-    #[error("no pipeline `{name}`: {path} does not exist (known pipelines: {known})")]
-    UnknownPipeline {
-        /// What the user asked for.
-        name: String,
-        /// Where it was looked for.
-        path: PathBuf,
-        /// The pipelines that do exist.
-        known: String,
-    },
-    /// A file or directory could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file or directory.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {
-    let mut out = match diagnostics.len() {
-        1 => "1 problem found:".to_string(),
-        n => format!("{n} problems found:"),
-    };
-    for d in diagnostics {
-        out.push_str("\n  ");
-        out.push_str(&d.to_string().replace('\n', "\n  "));
-    }
-    out
-}
-
-/// A profile after validation: plain values, ready for the stages.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Profile {
-    /// Profile name (= file name).
-    pub name: String,
-    /// One line for humans.
-    pub description: String,
-    /// What the machine is for.
-    pub role: String,
-    /// Firmware, already checked against the policy.
-    pub boot: Boot,
-    /// Flake attribute of the image.
-    pub attribute: String,
-    /// Glance `min_disk` (GiB).
-    pub min_disk: Option<u64>,
-    /// Glance `min_ram` (MiB).
-    pub min_ram: Option<u64>,
-    /// Extra Glance properties.
-    pub properties: BTreeMap<String, String>,
-    /// Extra Glance tags.
-    pub tags: Vec<String>,
-    /// The file it was read from.
-    pub file: PathBuf,
-}
-
-/// The platform policy after validation.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    /// Profiles allowed to boot legacy BIOS.
-    pub legacy_bios: BTreeSet<String>,
-}
-
-/// Everything under a root that is not a pipeline: the profiles and the policy.
-#[derive(Debug)]
-pub struct Project {
-    /// The root directory (`--root`).
-    pub root: PathBuf,
-    /// Valid profiles by name.
-    pub profiles: BTreeMap<String, Profile>,
-    /// Names of profile files that exist, valid or not (so a broken profile is not also
-    /// reported as unknown by every pipeline that names it).
-    pub profile_files: BTreeSet<String>,
-    /// The firmware policy.
-    pub policy: Policy,
-}
-
-/// Glance property keys the pipeline computes; a profile may not set them.
-pub const FIRMWARE_KEYS: &[&str] = &["hw_firmware_type", "hw_machine_type"];
-
-/// Properties the tag stage computes besides firmware; a profile may not set them either.
-pub const COMPUTED_KEYS: &[&str] = &[
-    "os_type",
-    "os_distro",
-    "os_version",
-    "architecture",
-    "hephaestus_profile",
-    "hephaestus_role",
-    "hephaestus_generation",
-    "hephaestus_store_path",
-    "hephaestus_pipeline",
-    "owner_specified.openstack.sha256",
-    "owner_specified.openstack.md5",
-    "owner_specified.openstack.object",
-];
-
-/// Tags the lifecycle owns; a profile may not add them.
-pub const LIFECYCLE_TAGS: &[&str] = &[
-    "hephaestus",
-    "candidate",
-    "current",
-    "previous",
-    "rolled-back",
-];
-
-/// Parse one YAML file; a syntax or type error becomes a diagnostic with the parser's snippet.
-fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnostic> {
-    serde_saphyr::from_str::<T>(text).map_err(|err| {
-        let loc = err.location().unwrap_or(Location::UNKNOWN);
-        let name = file.display().to_string();
-        let rendered =
-            err.render_with_options(serde_saphyr::render_options! { source_name: Some(&name) });
-        let (message, snippet) = split_rendered(&rendered);
-        let hint = yaml_hint(&message);
-        Diagnostic {
-            file: file.to_path_buf(),
-            line: loc.line(),
-            column: loc.column(),
-            message,
-            hint,
-            snippet,
-        }
-    })
-}
-
-/// serde-saphyr renders `message` followed by a snippet block; keep the message as the
-/// diagnostic's text (without its own location suffix, which we print in front) and the rest
-/// as the snippet.
-fn split_rendered(rendered: &str) -> (String, Option<String>) {
-    let mut lines = rendered.lines();
-    let first = lines.next().unwrap_or_default();
-    let message = strip_location_suffix(first.trim_start_matches("error: ").trim());
-    let rest: Vec<&str> = lines.collect();
-    let snippet = (!rest.is_empty()).then(|| rest.join("\n"));
-    (message, snippet)
-}
-
-fn strip_location_suffix(message: &str) -> String {
-    // "line 3 column 7: ..." or "... at line 3, column 7": we print the location ourselves,
-    // in file:line:column form, so the parser's own copy would only repeat it.
-    let mut message = message;
-    if message.starts_with("line ") {
-        if let Some(i) = message.find(": ") {
-            message = &message[i + 2..];
-        }
-    }
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
-}
-
-fn yaml_hint(message: &str) -> Option<String> {
-    let m = message.to_ascii_lowercase();
-    let hint = if m.contains("unknown field") {
-        "remove the key or correct its spelling; the expected keys are listed above"
-    } else if m.contains("missing field") {
-        "add the missing key"
-    } else if m.starts_with("invalid") || m.contains("invalid type") || m.contains("invalid value")
-    {
-        "give the value the type the message names (a number, a string, a list or a map)"
-    } else if m.contains("duplicate mapping key") {
-        "remove one of the two keys"
-    } else if m.contains("unknown variant") {
-        "use one of the values listed in the message"
-    } else {
-        "fix the YAML syntax at this position (indentation, a missing `:` or an unclosed bracket)"
-    };
-    Some(hint.to_string())
-}
-
-fn read_text(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// `*.yaml` files of a directory, sorted, with their stems.
-fn yaml_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, LoadError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| LoadError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
-        let is_yaml = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
-        if let (true, Some(stem)) = (is_yaml, path.file_stem().and_then(|s| s.to_str())) {
-            files.push((stem.to_string(), path));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// The path shown in messages: relative to the root when the file is under it.
-fn display_path(root: &Path, path: &Path) -> PathBuf {
-    path.strip_prefix(root)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| path.to_path_buf())
-}
-
-impl Project {
-    /// Read `profiles/*.yaml` and `profiles/policy.yaml` under `root`. Problems are returned
-    /// alongside whatever was valid, so a caller can go on and report every problem at once.
-    pub fn load(root: &Path) -> Result<(Project, Vec<Diagnostic>), LoadError> {
-        let dir = root.join("profiles");
-        let mut diagnostics = Vec::new();
-        let policy_path = dir.join("policy.yaml");
-        let policy_shown = display_path(root, &policy_path);
-        let policy = if policy_path.exists() {
-            match parse_yaml::<PolicySpec>(&policy_shown, &read_text(&policy_path)?) {
-                Ok(spec) => Policy {
-                    legacy_bios: spec.legacy_bios.into_iter().map(|n| n.value).collect(),
-                },
-                Err(d) => {
-                    diagnostics.push(d);
-                    Policy::default()
-                }
-            }
-        } else {
-            // Without a policy nothing may boot BIOS: the platform's rule is UEFI only.
-            Policy::default()
-        };
-
-        let mut profiles = BTreeMap::new();
-        let mut profile_files = BTreeSet::new();
-        for (stem, path) in yaml_files(&dir)? {
-            if stem == "policy" {
-                continue;
-            }
-            profile_files.insert(stem.clone());
-            let shown = display_path(root, &path);
-            let spec = match parse_yaml::<ProfileSpec>(&shown, &read_text(&path)?) {
-                Ok(spec) => spec,
-                Err(d) => {
-                    diagnostics.push(d);
-                    continue;
-                }
-            };
-            let before = diagnostics.len();
-            check_profile(
-                &stem,
-                &shown,
-                &spec,
-                &policy,
-                &policy_shown,
-                &mut diagnostics,
-            );
-            if diagnostics.len() == before {
-                profiles.insert(stem.clone(), profile_from_spec(spec, &stem, shown));
-            }
-        }
-        if profile_files.is_empty() {
-            diagnostics.push(Diagnostic::whole_file(
-                &display_path(root, &dir),
-                "no profiles found",
-                "create one YAML file per profile in profiles/ (see README, \"Profiles\"), or point --root at the project",
-            ));
-        }
-        for name in &policy.legacy_bios {
-            if !profile_files.contains(name) {
-                diagnostics.push(Diagnostic::whole_file(
-                    &policy_shown,
-                    format!("legacy_bios names `{name}`, which has no profiles/{name}.yaml"),
-                    "remove the name or add the profile",
-                ));
-            }
-        }
-        Ok((
-            Project {
-                root: root.to_path_buf(),
-                profiles,
-                profile_files,
-                policy,
-            },
-            diagnostics,
-        ))
-    }
-
-    /// Names of the pipelines under `pipelines/`.
-    pub fn pipeline_names(&self) -> Result<Vec<(String, PathBuf)>, LoadError> {
-        let dir = self.root.join("pipelines");
-        if !dir.exists() {
-            return Ok(Vec::new());
-        }
-        yaml_files(&dir)
-    }
-
-    /// Where `target` (a pipeline name or a path to a YAML file) lives.
-    pub fn pipeline_path(&self, target: &str) -> Result<PathBuf, LoadError> {
-        let looks_like_file =
-            target.ends_with(".yaml") || target.ends_with(".yml") || target.contains('/');
-        let path = if looks_like_file {
-            PathBuf::from(target)
-        } else {
-            self.root.join("pipelines").join(format!("{target}.yaml"))
-        };
-        if path.exists() {
-            return Ok(path);
-        }
-        let known = self
-            .pipeline_names()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect::<Vec<_>>();
-        Err(LoadError::UnknownPipeline {
-            name: target.to_string(),
-            path,
-            known: if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            },
-        })
-    }
-}
-
-fn check_profile(
-    stem: &str,
-    file: &Path,
-    spec: &ProfileSpec,
-    policy: &Policy,
-    policy_file: &Path,
-    out: &mut Vec<Diagnostic>,
-) {
-    if spec.name.value != stem {
-        out.push(Diagnostic::at(
-            file,
-            location_of(&spec.name),
-            format!(
-                "profile name `{}` differs from its file name `{stem}.yaml`",
-                spec.name.value
-            ),
-            format!(
-                "rename the file to `{}.yaml` or set `name: {stem}`",
-                spec.name.value
-            ),
-        ));
-    }
-    if spec.boot.value == Boot::Bios && !policy.legacy_bios.contains(stem) {
-        out.push(Diagnostic::at(
-            file,
-            location_of(&spec.boot),
-            format!(
-                "profile `{stem}` asks for legacy BIOS boot, which the firmware policy does not allow: \
-                 Hephaestus images boot UEFI; only the profiles listed in {} (legacy_bios) may boot BIOS",
-                policy_file.display()
-            ),
-            "set `boot: uefi` (and build a GPT disk with an EFI System Partition), or add the profile to legacy_bios in the policy if the platform grants the exception",
-        ));
-    }
-    for (key, value) in &spec.properties {
-        if FIRMWARE_KEYS.contains(&key.as_str()) {
-            out.push(Diagnostic::at(
-                file,
-                location_of(value),
-                format!("property `{key}` would override a firmware key the pipeline derives from `boot`"),
-                format!("remove `{key}` from properties; change `boot:` instead (uefi → hw_firmware_type=uefi + hw_machine_type=q35, bios → hw_firmware_type=bios)"),
-            ));
-        } else if COMPUTED_KEYS.contains(&key.as_str()) {
-            out.push(Diagnostic::at(
-                file,
-                location_of(value),
-                format!(
-                    "property `{key}` is computed by the pipeline and cannot be set by a profile"
-                ),
-                format!("remove `{key}` from properties"),
-            ));
-        }
-    }
-    for tag in &spec.tags {
-        if LIFECYCLE_TAGS.contains(&tag.value.as_str()) || tag.value.starts_with("profile:") {
-            out.push(Diagnostic::at(
-                file,
-                location_of(tag),
-                format!(
-                    "tag `{}` is managed by the pipeline's image lifecycle",
-                    tag.value
-                ),
-                "remove it from tags",
-            ));
-        }
-    }
-    for (what, value) in [("min_disk", spec.min_disk), ("min_ram", spec.min_ram)] {
-        if value == Some(0) {
-            out.push(Diagnostic::whole_file(
-                file,
-                format!("{what} is 0"),
-                format!("give {what} a positive value or remove it"),
-            ));
-        }
-    }
-}
-
-fn profile_from_spec(spec: ProfileSpec, stem: &str, file: PathBuf) -> Profile {
-    Profile {
-        name: stem.to_string(),
-        attribute: spec.attribute.unwrap_or_else(|| format!("images.{stem}")),
-        description: spec.description,
-        role: spec.role,
-        boot: spec.boot.value,
-        min_disk: spec.min_disk,
-        min_ram: spec.min_ram,
-        properties: spec
-            .properties
-            .into_iter()
-            .map(|(k, v)| (k, v.value))
-            .collect(),
-        tags: spec.tags.into_iter().map(|t| t.value).collect(),
-        file,
-    }
-}
 
 /// Values from the command line that override a pipeline file.
 #[derive(Debug, Default, Clone)]
@@ -653,6 +163,26 @@ fn known_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// The stage a pipeline entry names, with its options, or `None` for an unknown name.
+fn stage_of(entry: &StageEntry) -> Option<Stage> {
+    let kind = Kind::from_name(&entry.name)?;
+    Some(match (kind, &entry.options) {
+        (Kind::Evaluate, _) => Stage::Evaluate,
+        (Kind::SkipUnchanged, _) => Stage::SkipUnchanged,
+        (Kind::Build, StageOptions::Build(o)) => Stage::Build(o.clone()),
+        (Kind::Build, _) => Stage::Build(Default::default()),
+        (Kind::Tag, _) => Stage::Tag,
+        (Kind::Verify, _) => Stage::Verify,
+        (Kind::BootCheck, StageOptions::BootCheck(o)) => Stage::BootCheck(o.clone()),
+        (Kind::BootCheck, _) => Stage::BootCheck(Default::default()),
+        (Kind::Upload, StageOptions::Upload(o)) => Stage::Upload(o.clone()),
+        (Kind::Upload, _) => Stage::Upload(Default::default()),
+        (Kind::Promote, StageOptions::Promote(o)) => Stage::Promote(o.clone()),
+        // Without options there is no source cloud: validation reports it.
+        (Kind::Promote, _) => return None,
+    })
+}
+
 fn check_stages(
     file: &Path,
     stages: &Spanned<Vec<Spanned<StageEntry>>>,
@@ -663,7 +193,10 @@ fn check_stages(
             file,
             location_of(stages),
             "the stage list is empty: the pipeline would do nothing",
-            format!("list the stages to run, e.g. [{}]", Stage::NAMES.join(", ")),
+            format!(
+                "list the stages to run, e.g. [{}]",
+                Kind::names().join(", ")
+            ),
         ));
         return Vec::new();
     }
@@ -682,12 +215,12 @@ fn check_stages(
             ));
             continue;
         }
-        let Some(stage) = Stage::from_entry(&entry.value) else {
+        let Some(stage) = stage_of(&entry.value) else {
             out.push(Diagnostic::at(
                 file,
                 loc,
                 format!("unknown stage `{name}`"),
-                format!("use one of: {}", Stage::NAMES.join(", ")),
+                format!("use one of: {}", Kind::names().join(", ")),
             ));
             continue;
         };
@@ -733,9 +266,10 @@ fn check_stages(
             ));
             continue;
         }
-        for need in stage.needs() {
+        let kind = stage.kind();
+        for need in kind.needs() {
             if !provided.contains(need) {
-                let by = Stage::provider_of(*need).unwrap_or("?");
+                let by = Kind::provider_of(*need).map_or("?", Kind::name);
                 out.push(Diagnostic::at(
                     file,
                     loc,
@@ -746,7 +280,7 @@ fn check_stages(
                 ));
             }
         }
-        provided.insert(stage.provides());
+        provided.insert(kind.provides());
         result.push(stage);
     }
     result
@@ -917,5 +451,38 @@ mod tests {
             load_pipeline(&project, &dir.path().join("pipelines/p.yaml"), &o).expect("valid");
         assert_eq!(plan.cloud.as_deref(), Some("production"));
         assert_eq!(plan.flake.as_deref(), Some("path:/elsewhere"));
+    }
+
+    #[test]
+    fn every_reserved_tag_and_key_is_refused_at_its_line() {
+        // `keep` on a profile would land on every image of it: retention would never prune.
+        let dir = project_with(&[(
+            "profiles/lucy.yaml",
+            "name: lucy\ndescription: d\nrole: r\nboot: uefi\ntags:\n  - kubernetes\n  - keep\n  - current\n  - profile:x\nproperties:\n  hephaestus_anything: x\n  hw_machine_type: pc\n  hw_qemu_guest_agent: 'yes'\n",
+        )]);
+        let (project, ds) = Project::load(dir.path()).expect("load");
+        let found: Vec<(u64, &str)> = ds.iter().map(|d| (d.line, d.message.as_str())).collect();
+        assert_eq!(ds.len(), 5, "{found:?}");
+        assert!(ds.iter().all(|d| d.file.ends_with("profiles/lucy.yaml")));
+        for (line, word) in [
+            (7, "tag `keep`"),
+            (8, "tag `current`"),
+            (9, "tag `profile:x`"),
+            (11, "property `hephaestus_anything`"),
+            (12, "property `hw_machine_type`"),
+        ] {
+            assert!(
+                found.iter().any(|(l, m)| *l == line && m.contains(word)),
+                "no diagnostic for {word} at line {line}: {found:?}"
+            );
+        }
+        assert!(!project.profiles.contains_key("lucy"));
+        // Every tag the lifecycle owns is refused, from the lifecycle's own list.
+        for tag in crate::lifecycle::LIFECYCLE_TAGS
+            .iter()
+            .chain(&[crate::lifecycle::TAG_KEEP, crate::lifecycle::TAG_HEPHAESTUS])
+        {
+            assert!(crate::lifecycle::reserved_tag(tag), "{tag}");
+        }
     }
 }

@@ -1,14 +1,24 @@
 //! `build`: `nix build` of the profile's image, kept alive by a GC root in the run directory,
 //! then the image file and Nix's registered NAR hash of the output.
 
-use super::Evaluated;
+use super::{slot, Artifact, Context, Evaluated, Kind, Outcome, Slot};
 use crate::firmware::Boot;
-use crate::nix::{self, ImageInfo, NarHash, StorePath};
-use std::path::{Path, PathBuf};
+use crate::nix::{self, GcRoots, ImageInfo, NarHash, StorePath};
+use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default `build` timeout: a cold NixOS image build on a small builder takes tens of minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Options of the `build` stage.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Seconds before `nix build` is stopped (default 3600).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+}
 
 /// Why a build did not produce a usable image.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +73,10 @@ pub struct Built {
     pub generation: String,
 }
 
-/// Build `ev`'s image; the GC root goes to `gc_roots/<profile>`.
+/// Build `ev`'s image, rooted in `gc_roots` under the profile's name.
 pub async fn build(
     ev: &Evaluated,
-    gc_roots: &Path,
+    gc_roots: &GcRoots,
     timeout: Duration,
     started_at: time::OffsetDateTime,
 ) -> Result<Built, Error> {
@@ -74,11 +84,10 @@ pub async fn build(
         installable: ev.installable.clone(),
         source,
     };
-    std::fs::create_dir_all(gc_roots).map_err(|source| Error::RunDir {
-        path: gc_roots.to_path_buf(),
+    let gc_root = gc_roots.link(&ev.profile).map_err(|source| Error::RunDir {
+        path: gc_roots.dir().to_path_buf(),
         source,
     })?;
-    let gc_root = gc_roots.join(&ev.profile);
     let out = nix::build(&ev.installable, &gc_root, timeout)
         .await
         .map_err(fail)?;
@@ -93,7 +102,7 @@ pub async fn build(
         }
     }
     let info = nix::path_info(&out.out).await.map_err(fail)?;
-    let generation = super::tag::generation(started_at, out.out.as_str());
+    let generation = crate::lifecycle::generation(started_at, &out.out);
     Ok(Built {
         store_path: out.out,
         gc_root,
@@ -102,4 +111,21 @@ pub async fn build(
         nar_size: info.nar_size,
         generation,
     })
+}
+
+/// The stage: fills `build`.
+pub async fn run(
+    options: &Options,
+    artifact: &mut Artifact,
+    ctx: &Context<'_>,
+) -> Result<Outcome, super::Error> {
+    let ev = slot(&artifact.evaluated, Kind::Build, Slot::Evaluated)?;
+    let timeout = options
+        .timeout
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let built = build(ev, ctx.gc_roots, timeout, ctx.started_at).await?;
+    let note = format!("{} ({})", built.image.file.display(), built.generation);
+    artifact.build = Some(built);
+    Ok(Outcome::Done(Some(note)))
 }

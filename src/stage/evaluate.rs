@@ -1,7 +1,9 @@
 //! `evaluate`: resolves a profile and the firmware policy into what to build and how to tag it.
 
+use super::{Artifact, Context, Outcome};
 use crate::firmware::Boot;
-use crate::pipeline::{Plan, Policy, Profile};
+use crate::nix::{flake_ref, MissingFlake};
+use crate::profile::{Policy, Profile};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,10 +16,8 @@ pub enum Error {
     #[error("profile `{0}` boots legacy BIOS but profiles/policy.yaml does not allow it: Hephaestus images boot UEFI")]
     BiosNotAllowed(String),
     /// The flake is a local directory that is not there.
-    #[error(
-        "flake directory {0} does not exist; pass --flake DIR or set `flake:` in the pipeline"
-    )]
-    MissingFlake(String),
+    #[error(transparent)]
+    MissingFlake(#[from] MissingFlake),
 }
 
 /// A profile resolved against the policy and the pipeline: everything later stages need to know
@@ -46,33 +46,17 @@ pub struct Evaluated {
     pub extra_tags: Vec<String>,
 }
 
-/// The flake reference for `flake` (a directory or a reference), relative to `root`.
-///
-/// A local directory becomes `path:<absolute dir>`: a `git+file` flake would hide files not yet
-/// added to git, which surprises people editing a profile; `path:` copies what is there.
-pub fn flake_ref(root: &Path, flake: Option<&str>) -> Result<String, Error> {
-    let flake = flake.unwrap_or("nix");
-    if flake.contains(':') {
-        return Ok(flake.to_string());
-    }
-    let dir = root.join(flake);
-    match dir.canonicalize() {
-        Ok(abs) if abs.is_dir() => Ok(format!("path:{}", abs.display())),
-        _ => Err(Error::MissingFlake(dir.display().to_string())),
-    }
-}
-
-/// Resolve `profile` for `plan`.
+/// Resolve `profile` for the flake `flake` (relative to `root`).
 pub fn evaluate(
     profile: &Profile,
     policy: &Policy,
-    plan: &Plan,
+    flake: Option<&str>,
     root: &Path,
 ) -> Result<Evaluated, Error> {
-    if profile.boot == Boot::Bios && !policy.legacy_bios.contains(&profile.name) {
+    if !policy.allows(&profile.name, profile.boot) {
         return Err(Error::BiosNotAllowed(profile.name.clone()));
     }
-    let flake = flake_ref(root, plan.flake.as_deref())?;
+    let flake = flake_ref(root, flake)?;
     Ok(Evaluated {
         profile: profile.name.clone(),
         role: profile.role.clone(),
@@ -85,4 +69,12 @@ pub fn evaluate(
         extra_properties: profile.properties.clone(),
         extra_tags: profile.tags.clone(),
     })
+}
+
+/// The stage: fills `evaluated`.
+pub fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super::Error> {
+    let ev = evaluate(&artifact.profile, ctx.policy, ctx.flake, ctx.root)?;
+    let note = format!("{} ({})", ev.installable, ev.boot);
+    artifact.evaluated = Some(ev);
+    Ok(Outcome::Done(Some(note)))
 }

@@ -1,28 +1,31 @@
-//! The stages of a pipeline: one closed enum, what each needs and provides, and the artifact
-//! that travels along a profile's chain.
+//! The stages of a pipeline: one closed enum, what each needs and provides, the artifact that
+//! travels along a profile's chain, and a thin dispatch to one file per stage.
 //!
-//! Stages are thin orchestration: they call `nix`, `image` and `glance` and fill one slot of
-//! the [`Artifact`]. The needs/provides table is what validation checks at load time, so a
-//! stage never meets an empty slot at run time.
+//! Stages are thin orchestration: they call the doors (`nix`, `image`, `boot`, `glance`) and
+//! the image family's rules (`lifecycle`), and fill exactly one slot of the [`Artifact`]. The
+//! needs/provides table is what validation checks at load time, so a stage never meets an
+//! empty slot at run time. A new stage is a new file here plus one arm in each `match` below.
 
+pub mod boot_check;
 pub mod build;
 pub mod evaluate;
 pub mod promote;
+pub mod skip_unchanged;
 pub mod tag;
 pub mod upload;
 pub mod verify;
 
-use crate::firmware::Boot;
-use crate::pipeline::spec::{
-    BootCheckOptions, BuildOptions, PromoteOptions, StageEntry, StageOptions, UploadOptions,
-};
-use crate::pipeline::Profile;
+use crate::glance::Glance;
+use crate::lifecycle::Published;
+use crate::profile::{Policy, Profile};
+use crate::progress::Reporter;
 use std::fmt;
+use std::path::Path;
 
 pub use build::Built;
 pub use evaluate::Evaluated;
-pub use tag::Tagging;
-pub use upload::Published;
+pub use skip_unchanged::CloudState;
+pub use tag::Properties;
 pub use verify::Verified;
 
 /// A slot of the artifact, filled by exactly one stage.
@@ -32,18 +35,18 @@ pub enum Slot {
     Profile,
     /// What to build and how to tag it (`evaluate`).
     Evaluated,
+    /// What the cloud's current image is built from (`skip-unchanged`).
+    CloudState,
     /// The built store path and image file (`build`).
     Build,
     /// Glance properties and tags (`tag`).
     Properties,
     /// The checked image and its digests (`verify`).
     Verified,
-    /// The image in the cloud (`upload`).
-    Published,
-    /// What the cloud's current image is built from (`skip-unchanged`).
-    CloudState,
     /// The image booted under its firmware (`boot-check`).
     Booted,
+    /// The image in the cloud (`upload`, `promote`).
+    Published,
 }
 
 impl fmt::Display for Slot {
@@ -51,13 +54,120 @@ impl fmt::Display for Slot {
         f.write_str(match self {
             Slot::Profile => "profile",
             Slot::Evaluated => "evaluated profile",
+            Slot::CloudState => "cloud's current build",
             Slot::Build => "build output",
             Slot::Properties => "Glance properties",
             Slot::Verified => "verified image and digests",
-            Slot::Published => "published image",
-            Slot::CloudState => "cloud's current build",
             Slot::Booted => "boot proof",
+            Slot::Published => "published image",
         })
+    }
+}
+
+/// Which stage, without its options: the one table of names, needs and provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// See [`Stage::Evaluate`].
+    Evaluate,
+    /// See [`Stage::SkipUnchanged`].
+    SkipUnchanged,
+    /// See [`Stage::Build`].
+    Build,
+    /// See [`Stage::Tag`].
+    Tag,
+    /// See [`Stage::Verify`].
+    Verify,
+    /// See [`Stage::BootCheck`].
+    BootCheck,
+    /// See [`Stage::Upload`].
+    Upload,
+    /// See [`Stage::Promote`].
+    Promote,
+}
+
+impl Kind {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Kind; 8] = [
+        Kind::Evaluate,
+        Kind::SkipUnchanged,
+        Kind::Build,
+        Kind::Tag,
+        Kind::Verify,
+        Kind::BootCheck,
+        Kind::Upload,
+        Kind::Promote,
+    ];
+
+    /// The name used in pipelines and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Evaluate => "evaluate",
+            Kind::SkipUnchanged => "skip-unchanged",
+            Kind::Build => "build",
+            Kind::Tag => "tag",
+            Kind::Verify => "verify",
+            Kind::BootCheck => "boot-check",
+            Kind::Upload => "upload",
+            Kind::Promote => "promote",
+        }
+    }
+
+    /// The stage called `name` in a pipeline file.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Every stage name, in pipeline order.
+    pub fn names() -> Vec<&'static str> {
+        Kind::ALL.iter().map(|k| k.name()).collect()
+    }
+
+    /// Slots that must be filled before this stage runs: every slot it reads.
+    pub fn needs(self) -> &'static [Slot] {
+        match self {
+            Kind::Evaluate => &[Slot::Profile],
+            Kind::SkipUnchanged => &[Slot::Evaluated],
+            Kind::Build => &[Slot::Evaluated],
+            Kind::Tag => &[Slot::Evaluated, Slot::Build],
+            Kind::Verify => &[Slot::Profile, Slot::Build],
+            Kind::BootCheck => &[Slot::Properties, Slot::Verified],
+            Kind::Upload => &[
+                Slot::Evaluated,
+                Slot::Build,
+                Slot::Properties,
+                Slot::Verified,
+            ],
+            Kind::Promote => &[Slot::Profile],
+        }
+    }
+
+    /// The slot this stage fills.
+    pub fn provides(self) -> Slot {
+        match self {
+            Kind::Evaluate => Slot::Evaluated,
+            Kind::SkipUnchanged => Slot::CloudState,
+            Kind::Build => Slot::Build,
+            Kind::Tag => Slot::Properties,
+            Kind::Verify => Slot::Verified,
+            Kind::BootCheck => Slot::Booted,
+            Kind::Upload | Kind::Promote => Slot::Published,
+        }
+    }
+
+    /// The first stage (in pipeline order) that fills `slot`.
+    pub fn provider_of(slot: Slot) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.provides() == slot)
+    }
+
+    /// Whether the stage changes anything outside the process (a dry run skips it).
+    pub fn has_side_effects(self) -> bool {
+        !matches!(self, Kind::Evaluate | Kind::Tag)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -70,113 +180,37 @@ pub enum Stage {
     /// build (compared by output path, without building).
     SkipUnchanged,
     /// `nix build` the profile's image.
-    Build(BuildOptions),
+    Build(build::Options),
     /// Compute every Glance property and tag.
     Tag,
     /// Check the image file and compute its digests.
     Verify,
     /// Boot the exact image under the firmware it is tagged with.
-    BootCheck(BootCheckOptions),
+    BootCheck(boot_check::Options),
     /// Publish into Glance.
-    Upload(UploadOptions),
+    Upload(upload::Options),
     /// Copy the current image from another cloud and make it current here.
-    Promote(PromoteOptions),
+    Promote(promote::Options),
 }
 
 impl Stage {
-    /// Every stage name, in pipeline order.
-    pub const NAMES: &'static [&'static str] = &[
-        "evaluate",
-        "skip-unchanged",
-        "build",
-        "tag",
-        "verify",
-        "boot-check",
-        "upload",
-        "promote",
-    ];
-
-    /// The stage a pipeline entry names, or `None` for an unknown name.
-    pub fn from_entry(entry: &StageEntry) -> Option<Stage> {
-        Some(match entry.name.as_str() {
-            "evaluate" => Stage::Evaluate,
-            "skip-unchanged" => Stage::SkipUnchanged,
-            "build" => Stage::Build(match &entry.options {
-                StageOptions::Build(o) => o.clone(),
-                _ => BuildOptions::default(),
-            }),
-            "tag" => Stage::Tag,
-            "verify" => Stage::Verify,
-            "boot-check" => Stage::BootCheck(match &entry.options {
-                StageOptions::BootCheck(o) => o.clone(),
-                _ => BootCheckOptions::default(),
-            }),
-            "upload" => Stage::Upload(match &entry.options {
-                StageOptions::Upload(o) => o.clone(),
-                _ => UploadOptions::default(),
-            }),
-            // Without options there is no source cloud: validation reports it.
-            "promote" => match &entry.options {
-                StageOptions::Promote(o) => Stage::Promote(o.clone()),
-                _ => return None,
-            },
-            _ => return None,
-        })
+    /// Which stage this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Stage::Evaluate => Kind::Evaluate,
+            Stage::SkipUnchanged => Kind::SkipUnchanged,
+            Stage::Build(_) => Kind::Build,
+            Stage::Tag => Kind::Tag,
+            Stage::Verify => Kind::Verify,
+            Stage::BootCheck(_) => Kind::BootCheck,
+            Stage::Upload(_) => Kind::Upload,
+            Stage::Promote(_) => Kind::Promote,
+        }
     }
 
     /// The name used in pipelines and reports.
     pub fn name(&self) -> &'static str {
-        match self {
-            Stage::Evaluate => "evaluate",
-            Stage::SkipUnchanged => "skip-unchanged",
-            Stage::Build(_) => "build",
-            Stage::Tag => "tag",
-            Stage::Verify => "verify",
-            Stage::BootCheck(_) => "boot-check",
-            Stage::Upload(_) => "upload",
-            Stage::Promote(_) => "promote",
-        }
-    }
-
-    /// Slots that must be filled before this stage runs.
-    pub fn needs(&self) -> &'static [Slot] {
-        match self {
-            Stage::Evaluate => &[Slot::Profile],
-            Stage::SkipUnchanged => &[Slot::Evaluated],
-            Stage::Build(_) => &[Slot::Evaluated],
-            Stage::Tag => &[Slot::Evaluated, Slot::Build],
-            Stage::Verify => &[Slot::Build],
-            Stage::BootCheck(_) => &[Slot::Properties, Slot::Verified],
-            Stage::Upload(_) => &[Slot::Properties, Slot::Verified],
-            Stage::Promote(_) => &[Slot::Profile],
-        }
-    }
-
-    /// The slot this stage fills.
-    pub fn provides(&self) -> Slot {
-        match self {
-            Stage::Evaluate => Slot::Evaluated,
-            Stage::SkipUnchanged => Slot::CloudState,
-            Stage::Build(_) => Slot::Build,
-            Stage::Tag => Slot::Properties,
-            Stage::Verify => Slot::Verified,
-            Stage::BootCheck(_) => Slot::Booted,
-            Stage::Upload(_) | Stage::Promote(_) => Slot::Published,
-        }
-    }
-
-    /// The name of the stage that fills `slot`.
-    pub fn provider_of(slot: Slot) -> Option<&'static str> {
-        match slot {
-            Slot::Profile => None,
-            Slot::Evaluated => Some("evaluate"),
-            Slot::Build => Some("build"),
-            Slot::Properties => Some("tag"),
-            Slot::Verified => Some("verify"),
-            Slot::Published => Some("upload"),
-            Slot::CloudState => Some("skip-unchanged"),
-            Slot::Booted => Some("boot-check"),
-        }
+        self.kind().name()
     }
 }
 
@@ -187,18 +221,18 @@ pub struct Artifact {
     pub profile: Profile,
     /// Filled by `evaluate`.
     pub evaluated: Option<Evaluated>,
+    /// Filled by `skip-unchanged`.
+    pub cloud_state: Option<CloudState>,
     /// Filled by `build`.
     pub build: Option<Built>,
     /// Filled by `tag`.
-    pub properties: Option<Tagging>,
+    pub properties: Option<Properties>,
     /// Filled by `verify`.
     pub verified: Option<Verified>,
-    /// Filled by `upload` or `promote`.
-    pub published: Option<Published>,
-    /// Set by `skip-unchanged` when the cloud's current image (this id) already is this build.
-    pub unchanged: Option<String>,
     /// Filled by `boot-check`.
     pub booted: Option<crate::boot::BootReport>,
+    /// Filled by `upload` or `promote`.
+    pub published: Option<Published>,
     /// Image bytes sent to a cloud so far, failed attempts included.
     pub bytes_sent: u64,
 }
@@ -209,12 +243,12 @@ impl Artifact {
         Artifact {
             profile,
             evaluated: None,
+            cloud_state: None,
             build: None,
             properties: None,
             verified: None,
-            published: None,
-            unchanged: None,
             booted: None,
+            published: None,
             bytes_sent: 0,
         }
     }
@@ -223,28 +257,45 @@ impl Artifact {
 /// What a run of the chain may use besides the artifact.
 #[derive(Debug)]
 pub struct Context<'a> {
-    /// The validated pipeline.
-    pub plan: &'a crate::pipeline::Plan,
+    /// The pipeline's name (`hephaestus_pipeline`).
+    pub pipeline: &'a str,
+    /// Flake directory (relative to `root`) or reference; `None` means the root's `nix/`.
+    pub flake: Option<&'a str>,
+    /// The project root.
+    pub root: &'a Path,
+    /// The stable image name template (`{profile}` replaced).
+    pub name_template: &'a str,
     /// The firmware policy.
-    pub policy: &'a crate::pipeline::Policy,
-    /// The project root (relative flake paths are resolved against it).
-    pub root: &'a std::path::Path,
+    pub policy: &'a Policy,
+    /// Every profile of the run (stages that work on all of them at once, like
+    /// `skip-unchanged`'s single evaluation, need the list).
+    pub profiles: &'a [Profile],
     /// `--dry-run`: run only what has no side effect, describe the rest.
     pub dry_run: bool,
     /// When the run began (generations are named after it).
     pub started_at: time::OffsetDateTime,
-    /// Where this run keeps its GC roots (`<run dir>/gc-roots`).
-    pub gc_roots: std::path::PathBuf,
+    /// The GC roots that keep this run's builds alive.
+    pub gc_roots: &'a crate::nix::GcRoots,
     /// This run's directory (serial logs of boot checks stay there).
-    pub run_dir: std::path::PathBuf,
-    /// The cloud, when the pipeline uploads (authenticated before any build starts).
-    pub glance: Option<&'a crate::glance::Glance>,
+    pub run_dir: &'a Path,
+    /// The clouds.yaml entry the pipeline publishes into, as configured (also in a dry run,
+    /// which opens no session).
+    pub cloud: Option<&'a str>,
+    /// The cloud, when the pipeline publishes (authenticated before any build starts).
+    pub glance: Option<&'a Glance>,
     /// The cloud `promote` copies from.
-    pub source: Option<&'a crate::glance::Glance>,
-    /// Output paths evaluated up front for `skip-unchanged`: profile → path, or the error.
-    pub out_paths: &'a std::collections::BTreeMap<String, Result<crate::nix::StorePath, String>>,
-    /// Draw progress bars (stderr is a terminal) instead of periodic log lines.
-    pub progress_bars: bool,
+    pub source: Option<&'a Glance>,
+    /// Shows the progress of transfers.
+    pub reporter: &'a Reporter,
+    /// `skip-unchanged`'s evaluation of every profile's output path, done once per run.
+    pub out_paths: &'a skip_unchanged::OutPaths,
+}
+
+impl Context<'_> {
+    /// The stable Glance name of `profile`'s current image.
+    pub fn image_name(&self, profile: &str) -> String {
+        crate::lifecycle::stable_name(self.name_template, profile)
+    }
 }
 
 /// How a stage ended when it did not fail.
@@ -265,6 +316,9 @@ pub enum Error {
     /// `evaluate` failed.
     #[error("evaluate failed")]
     Evaluate(#[from] evaluate::Error),
+    /// `skip-unchanged` could not compare.
+    #[error("skip-unchanged failed")]
+    SkipUnchanged(#[from] skip_unchanged::Error),
     /// `build` failed.
     #[error("build failed")]
     Build(#[from] build::Error),
@@ -280,23 +334,29 @@ pub enum Error {
     /// `promote` did not promote the image.
     #[error("promote failed")]
     Promote(#[source] Box<promote::Error>),
-    /// The output path of the profile's image could not be evaluated.
-    #[error("cannot evaluate the output path of {0} without building it: {1}")]
-    OutPath(String, String),
-    /// The pipeline uploads but no cloud session was opened.
-    #[error(
-        "stage `upload` has no cloud to publish into: set `cloud:` in the pipeline or pass --cloud"
-    )]
-    NoCloud,
+    /// The stage needs a cloud session, and none was opened.
+    #[error("stage `{0}` has no cloud to work with: set `cloud:` in the pipeline or pass --cloud")]
+    NoCloud(Kind),
     /// A stage ran before the stage that fills the slot it reads; validation prevents this,
     /// so meeting it is a bug in the pipeline tool, reported rather than panicking.
     #[error("stage `{stage}` found no {slot}: an earlier stage did not run")]
     MissingSlot {
         /// The stage.
-        stage: &'static str,
+        stage: Kind,
         /// The empty slot.
         slot: Slot,
     },
+}
+
+impl Error {
+    /// True when a failed publish may have left a half-made image in a cloud.
+    pub fn cleanup_failed(&self) -> bool {
+        match self {
+            Error::Upload(u) => u.cleanup_failed(),
+            Error::Promote(p) => p.cleanup_failed(),
+            _ => false,
+        }
+    }
 }
 
 impl From<crate::boot::Error> for Error {
@@ -317,48 +377,9 @@ impl From<promote::Error> for Error {
     }
 }
 
-impl crate::pipeline::Plan {
-    /// The stable Glance name of `profile`'s current image (upload option `name`).
-    pub fn image_name(&self, profile: &str) -> String {
-        let template = self
-            .stages
-            .iter()
-            .find_map(|s| match s {
-                Stage::Upload(o) => o.name.clone(),
-                Stage::Promote(o) => o.name.clone(),
-                _ => None,
-            })
-            .unwrap_or_else(|| "hephaestus-{profile}".to_string());
-        template.replace("{profile}", profile)
-    }
-}
-
-fn slot<'a, T>(value: &'a Option<T>, stage: &'static str, slot: Slot) -> Result<&'a T, Error> {
+/// The filled slot `value`, or the error naming the stage and the empty slot.
+pub(crate) fn slot<T>(value: &Option<T>, stage: Kind, slot: Slot) -> Result<&T, Error> {
     value.as_ref().ok_or(Error::MissingSlot { stage, slot })
-}
-
-/// Recompute the tagging from every fact known so far (tag may run before or after verify).
-fn retag(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<(), Error> {
-    let ev = slot(&artifact.evaluated, "tag", Slot::Evaluated)?;
-    let build = artifact.build.as_ref();
-    let facts = build.map(|b| tag::BuildFacts {
-        store_path: b.store_path.as_str(),
-        nixos_label: b.image.label.as_deref().unwrap_or(""),
-        generation: &b.generation,
-    });
-    let digests = artifact.verified.as_ref().map(|v| tag::DigestFacts {
-        sha256: &v.digests.sha256,
-        md5: &v.digests.md5,
-    });
-    let tagging = tag::tag(
-        ev,
-        &ctx.plan.pipeline,
-        &ctx.plan.image_name(&ev.profile),
-        facts.as_ref(),
-        digests.as_ref(),
-    );
-    artifact.properties = Some(tagging);
-    Ok(())
 }
 
 /// Run one stage on `artifact`.
@@ -367,273 +388,19 @@ pub async fn run(
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, Error> {
-    let side_effects = matches!(
-        stage,
-        Stage::SkipUnchanged
-            | Stage::Build(_)
-            | Stage::Verify
-            | Stage::BootCheck(_)
-            | Stage::Upload(_)
-            | Stage::Promote(_)
-    );
-    if ctx.dry_run && side_effects {
+    if ctx.dry_run && stage.kind().has_side_effects() {
         return Ok(Outcome::Skipped(describe(stage, artifact, ctx)));
     }
     match stage {
-        Stage::Evaluate => {
-            let ev = evaluate::evaluate(&artifact.profile, ctx.policy, ctx.plan, ctx.root)?;
-            let note = format!("{} ({})", ev.installable, ev.boot);
-            artifact.evaluated = Some(ev);
-            Ok(Outcome::Done(Some(note)))
-        }
-        Stage::SkipUnchanged => {
-            let glance = ctx.glance.ok_or(Error::NoCloud)?;
-            let ev = slot(&artifact.evaluated, "skip-unchanged", Slot::Evaluated)?;
-            let out = match ctx.out_paths.get(&ev.profile) {
-                Some(Ok(path)) => path,
-                Some(Err(e)) => return Err(Error::OutPath(ev.installable.clone(), e.clone())),
-                None => {
-                    return Err(Error::OutPath(
-                        ev.installable.clone(),
-                        "not evaluated".into(),
-                    ))
-                }
-            };
-            let name = ctx.plan.image_name(&ev.profile);
-            let current = upload::find_current(glance, &ev.profile, &name).await?;
-            match current {
-                Some(cur) if cur.property("hephaestus_store_path") == Some(out.as_str()) => {
-                    let note = format!(
-                        "{} ({}) already is {}; nothing to build or send",
-                        name,
-                        cur.id,
-                        out.as_str()
-                    );
-                    artifact.unchanged = Some(cur.id);
-                    Ok(Outcome::Stop(note))
-                }
-                Some(cur) => Ok(Outcome::Done(Some(format!(
-                    "changed: {} is {}, the flake now gives {}",
-                    cur.id,
-                    cur.property("hephaestus_store_path")
-                        .unwrap_or("(no store path)"),
-                    out.as_str()
-                )))),
-                None => Ok(Outcome::Done(Some(format!(
-                    "no current `{name}` yet; will build {}",
-                    out.as_str()
-                )))),
-            }
-        }
-        Stage::Build(options) => {
-            let ev = slot(&artifact.evaluated, "build", Slot::Evaluated)?;
-            let timeout = options
-                .timeout
-                .map(std::time::Duration::from_secs)
-                .unwrap_or(build::DEFAULT_TIMEOUT);
-            let built = build::build(ev, &ctx.gc_roots, timeout, ctx.started_at).await?;
-            let note = format!("{} ({})", built.image.file.display(), built.generation);
-            artifact.build = Some(built);
-            Ok(Outcome::Done(Some(note)))
-        }
-        Stage::Tag => {
-            retag(artifact, ctx)?;
-            let t = slot(&artifact.properties, "tag", Slot::Properties)?;
-            let note = format!("{} properties, {} tags", t.properties.len(), t.tags.len());
-            Ok(Outcome::Done(Some(note)))
-        }
-        Stage::Verify => {
-            let built = slot(&artifact.build, "verify", Slot::Build)?;
-            let store = verify::StoreOutput {
-                path: built.store_path.as_path().to_path_buf(),
-                nar_hash: built.nar_hash.as_str().to_string(),
-            };
-            let verified =
-                verify::verify(built.image.file.clone(), artifact.profile.boot, Some(store))
-                    .await?;
-            let note = format!(
-                "qcow2 v{}, {} MiB virtual; {}; NAR hash matches; sha512 {}…",
-                verified.qcow2.version,
-                verified.qcow2.virtual_size >> 20,
-                verified.firmware_evidence,
-                &verified.digests.sha512[..16.min(verified.digests.sha512.len())]
-            );
-            artifact.verified = Some(verified);
-            if artifact.properties.is_some() {
-                // The digests complete properties an earlier `tag` left pending.
-                retag(artifact, ctx)?;
-            }
-            Ok(Outcome::Done(Some(note)))
-        }
-        Stage::BootCheck(options) => {
-            let verified = slot(&artifact.verified, "boot-check", Slot::Verified)?;
-            let tagging = slot(&artifact.properties, "boot-check", Slot::Properties)?;
-            // Boot with the firmware the image will be tagged with, whatever else says.
-            let boot = match tagging
-                .properties
-                .get("hw_firmware_type")
-                .map(String::as_str)
-            {
-                Some("bios") => Boot::Bios,
-                _ => Boot::Uefi,
-            };
-            let profile = &artifact.profile.name;
-            let opts = boot_options(options, profile, Some(verified.digests.sha256.clone()))?;
-            let dir = ctx.run_dir.join("boot").join(profile);
-            let report = crate::boot::boot_check(&verified.file, boot, &opts, &dir).await?;
-            let note = format!(
-                "booted under {} ({}) in {:.1}s: {:?}; serial log {}",
-                boot,
-                report.accel_used,
-                report.seconds,
-                report.matched_line,
-                report.serial_log.display()
-            );
-            artifact.booted = Some(report);
-            Ok(Outcome::Done(Some(note)))
-        }
-        Stage::Upload(options) => {
-            let glance = ctx.glance.ok_or(Error::NoCloud)?;
-            let ev = slot(&artifact.evaluated, "upload", Slot::Evaluated)?;
-            let built = slot(&artifact.build, "upload", Slot::Build)?;
-            let verified = slot(&artifact.verified, "upload", Slot::Verified)?;
-            let tagging = slot(&artifact.properties, "upload", Slot::Properties)?;
-            let name = ctx.plan.image_name(&ev.profile);
-            let up = upload::Upload {
-                profile: &ev.profile,
-                name: &name,
-                generation: &built.generation,
-                store_path: built.store_path.as_str(),
-                file: &verified.file,
-                digests: &verified.digests,
-                virtual_size: verified.qcow2.virtual_size,
-                properties: &tagging.properties,
-                tags: &tagging.tags,
-                min_disk: ev.min_disk,
-                min_ram: ev.min_ram,
-                options,
-            };
-            let progress = upload::Progress::default();
-            let ticker = crate::pipeline::progress::start(
-                &ev.profile,
-                verified.digests.size,
-                progress.clone(),
-                ctx.progress_bars,
-            );
-            let result = upload::publish(glance, &up, &progress).await;
-            ticker.finish();
-            artifact.bytes_sent += progress.sent();
-            let published = result?;
-            // Retention never fails a publish that succeeded: what it could not do is logged.
-            let retention = if published.skipped {
-                String::new()
-            } else {
-                let keep = options.keep.unwrap_or(crate::lifecycle::DEFAULT_KEEP);
-                match crate::lifecycle::apply_retention(glance, &ev.profile, &name, keep).await {
-                    Ok(r) if !r.deleted.is_empty() || !r.hidden.is_empty() || !r.ok() => format!(
-                        "; retention (keep {keep}): {} deleted, {} hidden, {} failed",
-                        r.deleted.len(),
-                        r.hidden.len(),
-                        r.failed.len()
-                    ),
-                    Ok(_) => String::new(),
-                    Err(e) => {
-                        tracing::warn!(
-                            "{}: retention not applied: {}",
-                            ev.profile,
-                            crate::pipeline::runner::error_chain(&e)
-                        );
-                        String::new()
-                    }
-                }
-            };
-            let note = if published.skipped {
-                format!(
-                    "{} already current with the same build; nothing sent",
-                    published.image_id
-                )
-            } else {
-                format!(
-                    "{} is current ({} bytes sent{}{}){retention}",
-                    published.image_id,
-                    published.bytes_sent,
-                    published
-                        .replaced
-                        .as_ref()
-                        .map(|r| format!(", replaced {r}"))
-                        .unwrap_or_default(),
-                    if published.attempts > 1 {
-                        format!(", {} attempts", published.attempts)
-                    } else {
-                        String::new()
-                    }
-                )
-            };
-            artifact.published = Some(published);
-            Ok(Outcome::Done(Some(note)))
-        }
-        Stage::Promote(options) => {
-            let target = ctx.glance.ok_or(Error::NoCloud)?;
-            let source = ctx.source.ok_or(Error::NoCloud)?;
-            let profile = artifact.profile.name.clone();
-            let name = ctx.plan.image_name(&profile);
-            let progress = upload::Progress::default();
-            let ticker = crate::pipeline::progress::start(&profile, 0, progress.clone(), false);
-            let result =
-                promote::promote(source, target, &profile, &name, options, &progress).await;
-            ticker.finish();
-            artifact.bytes_sent += progress.sent();
-            let promoted = result?;
-            let note = if promoted.skipped {
-                format!(
-                    "{} in {} already is the same build; nothing copied",
-                    promoted.image_id,
-                    target.cloud()
-                )
-            } else {
-                format!(
-                    "{} from {} is current in {} ({} bytes copied{})",
-                    name,
-                    source.cloud(),
-                    target.cloud(),
-                    promoted.bytes_sent,
-                    promoted
-                        .replaced
-                        .as_ref()
-                        .map(|r| format!(", replaced {r}"))
-                        .unwrap_or_default()
-                )
-            };
-            artifact.published = Some(promoted);
-            Ok(Outcome::Done(Some(note)))
-        }
+        Stage::Evaluate => evaluate::run(artifact, ctx),
+        Stage::SkipUnchanged => skip_unchanged::run(artifact, ctx).await,
+        Stage::Build(options) => build::run(options, artifact, ctx).await,
+        Stage::Tag => tag::run(artifact, ctx),
+        Stage::Verify => verify::run(artifact).await,
+        Stage::BootCheck(options) => boot_check::run(options, artifact, ctx).await,
+        Stage::Upload(options) => upload::run(options, artifact, ctx).await,
+        Stage::Promote(options) => promote::run(options, artifact, ctx).await,
     }
-}
-
-/// The default boot marker: the `login:` prompt of real NixOS images, or the line
-/// `HEPHAESTUS-BOOT-OK <profile>` that an image may print to say it booted (the fixture images
-/// do; a shell or kernel never starts a line with it by echoing).
-pub const DEFAULT_MARKER: &str = r"(?m)^(?:\S+ login:|HEPHAESTUS-BOOT-OK {profile}\b)";
-
-/// Boot options from the stage's options for `profile`.
-pub fn boot_options(
-    options: &BootCheckOptions,
-    profile: &str,
-    expected_sha256: Option<String>,
-) -> Result<crate::boot::BootOptions, crate::boot::Error> {
-    let template = options.marker.as_deref().unwrap_or(DEFAULT_MARKER);
-    let marker =
-        crate::boot::parse_marker(&template.replace("{profile}", &regex::escape(profile)))?;
-    let mut opts = crate::boot::BootOptions::new(marker);
-    opts.timeout = options.timeout.map(std::time::Duration::from_secs);
-    if let Some(m) = options.memory {
-        opts.memory_mib = m;
-    }
-    if let Some(a) = options.accel {
-        opts.accel = a;
-    }
-    opts.expected_sha256 = expected_sha256;
-    Ok(opts)
 }
 
 /// What a side-effecting stage would do, for `--dry-run`.
@@ -643,10 +410,10 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
         .as_ref()
         .map(|e| e.installable.clone())
         .unwrap_or_else(|| artifact.profile.attribute.clone());
+    let cloud = ctx.cloud.unwrap_or("(none: set `cloud:` or --cloud)");
     match stage {
         Stage::SkipUnchanged => format!(
-            "would evaluate {installable}.outPath and skip the rest if cloud `{}` already has it",
-            ctx.plan.cloud.as_deref().unwrap_or("(none)")
+            "would evaluate {installable}.outPath and skip the rest if the cloud already has it"
         ),
         Stage::Build(_) => format!("would run: nix build --json {installable}"),
         Stage::BootCheck(_) => format!(
@@ -656,14 +423,14 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
         Stage::Verify => "would check the qcow2 header, the partition table against the firmware, the NAR hash, and compute md5/sha256/sha512".into(),
         Stage::Upload(_) => format!(
             "would publish `{}` into cloud `{}` as a hidden candidate, compare hashes, then make it current",
-            ctx.plan.image_name(&artifact.profile.name),
-            ctx.plan.cloud.as_deref().unwrap_or("(none: set `cloud:` or --cloud)")
+            ctx.image_name(&artifact.profile.name),
+            cloud
         ),
         Stage::Promote(o) => format!(
-            "would copy the current `{}` from cloud `{}` into cloud `{}` and make it current there",
-            ctx.plan.image_name(&artifact.profile.name),
+            "would copy the current `{}` from cloud `{}` and make it current in cloud `{}`",
+            ctx.image_name(&artifact.profile.name),
             o.from,
-            ctx.plan.cloud.as_deref().unwrap_or("(none: set `cloud:` or --to)")
+            cloud
         ),
         Stage::Evaluate | Stage::Tag => String::new(),
     }

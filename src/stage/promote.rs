@@ -1,5 +1,6 @@
-//! `promote`: copies a profile's verified image from a source cloud (staging) into a target
-//! cloud (production) and makes it current there, exactly as `upload` does.
+//! `promote`: copies a profile's image from a source cloud (staging) into the pipeline's cloud
+//! (production) and makes it current there, through the same candidate protocol as `upload`
+//! ([`crate::lifecycle::publish`]).
 //!
 //! The bytes flow `GET /v2/images/{id}/file` on the source straight into `PUT …/file` of a
 //! hidden candidate on the target: no temporary file, one pass, memory bounded by the HTTP
@@ -7,14 +8,42 @@
 //! candidate becomes visible; any failure deletes the candidate and leaves the target's current
 //! image untouched.
 
-use super::upload::{self, Error as UploadError, Family, Progress, TAG_CANDIDATE};
-use crate::glance::{
-    self, Glance, Hidden, Image, ImageFilter, ImageStatus, NewImage, Visibility, WaitPolicy,
-};
-use crate::pipeline::spec::{PromoteOptions, UploadOptions};
+use super::{Artifact, Context, Error as StageError, Kind, Outcome};
+use crate::glance::{self, Glance, Hidden, Image, ImageFilter, ImageStatus, NewImage, Visibility};
+use crate::lifecycle::publish::{self, Family, Fingerprint, Publish};
+use crate::lifecycle::{in_family, keys, LIFECYCLE_TAGS, TAG_CURRENT};
+use crate::progress::Progress;
 use futures::StreamExt;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Options of the `promote` stage: copy each profile's current image from cloud `from` into
+/// the pipeline's cloud.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// clouds.yaml entry to copy from (staging).
+    pub from: String,
+    /// Stable name of the images; `{profile}` is replaced (default `hephaestus-{profile}`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Promote this generation instead of the source's current image.
+    #[serde(default)]
+    pub generation: Option<String>,
+    /// Refuse images without this tag (the tag CI sets once an image passed its tests).
+    #[serde(default)]
+    pub require_tag: Option<String>,
+    /// Glance visibility in the target (default `private`).
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// Seconds to wait for the copy to become `active` (default 600).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Seconds to keep trying to delete a failed candidate (default 120).
+    #[serde(default)]
+    pub cleanup_timeout: Option<u64>,
+}
 
 /// Properties Glance manages itself: copying them would be refused or meaningless.
 const GLANCE_OWNED: &[&str] = &[
@@ -33,9 +62,6 @@ const GLANCE_OWNED: &[&str] = &[
     "checksum",
     "size",
 ];
-
-/// Tags that describe where an image stands in its own cloud's lifecycle, not what it is.
-const LIFECYCLE_TAGS: &[&str] = &["candidate", "current", "previous", "rolled-back"];
 
 /// Why a promotion did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +101,7 @@ pub enum Error {
     },
     /// Publishing into the target failed (candidate handling as in `upload`).
     #[error("publishing into the target cloud failed")]
-    Target(#[from] UploadError),
+    Target(#[from] publish::Error),
 }
 
 impl Error {
@@ -85,10 +111,50 @@ impl Error {
     }
 }
 
-/// What a promotion did.
-pub type Promoted = upload::Published;
+/// Promote the artifact's profile from the stage's source cloud into the context's cloud.
+pub async fn run(
+    options: &Options,
+    artifact: &mut Artifact,
+    ctx: &Context<'_>,
+) -> Result<Outcome, StageError> {
+    let target = ctx.glance.ok_or(StageError::NoCloud(Kind::Promote))?;
+    let source = ctx.source.ok_or(StageError::NoCloud(Kind::Promote))?;
+    let profile = artifact.profile.name.clone();
+    let name = ctx.image_name(&profile);
+    let progress = Progress::default();
+    let image = source_image(source, &profile, &name, options.generation.as_deref()).await?;
+    let ticker = ctx
+        .reporter
+        .track(&profile, image.size.unwrap_or(0), progress.clone());
+    let result = promote(source, target, &profile, &name, &image, options, &progress).await;
+    ticker.finish();
+    artifact.bytes_sent += progress.sent();
+    let promoted = result?;
+    let note = if promoted.skipped {
+        format!(
+            "{} in {} already is the same build; nothing copied",
+            promoted.image_id,
+            target.cloud()
+        )
+    } else {
+        format!(
+            "{} from {} is current in {} ({} bytes copied{})",
+            name,
+            source.cloud(),
+            target.cloud(),
+            progress.sent(),
+            promoted
+                .replaced
+                .as_ref()
+                .map(|r| format!(", replaced {r}"))
+                .unwrap_or_default()
+        )
+    };
+    artifact.published = Some(promoted);
+    Ok(Outcome::Done(Some(note)))
+}
 
-/// The image to promote: the source's current one, or generation `generation`.
+/// The image to promote: the source's current one, or generation `generation` of the family.
 async fn source_image(
     source: &Glance,
     profile: &str,
@@ -105,13 +171,13 @@ async fn source_image(
         }
     };
     let mut filter = ImageFilter {
-        properties: BTreeMap::from([("hephaestus_profile".to_string(), profile.to_string())]),
+        properties: BTreeMap::from([(keys::PROFILE.to_string(), profile.to_string())]),
         ..ImageFilter::default()
     };
     let found = match generation {
         None => {
             filter.name = Some(name.to_string());
-            filter.tags = vec![upload::TAG_CURRENT.to_string()];
+            filter.tags = vec![TAG_CURRENT.to_string()];
             source
                 .list_images(&filter)
                 .await
@@ -122,15 +188,15 @@ async fn source_image(
         Some(g) => {
             filter
                 .properties
-                .insert("hephaestus_generation".to_string(), g.to_string());
+                .insert(keys::GENERATION.to_string(), g.to_string());
             filter.hidden = Hidden::Include;
-            let family = format!("{name}-");
+            // Candidates are not members of the family: a half-made upload is never promoted.
             source
                 .list_images(&filter)
                 .await
                 .map_err(fail(&format!("look up generation {g}")))?
                 .into_iter()
-                .find(|i| i.display_name() == name || i.display_name().starts_with(&family))
+                .find(|i| in_family(i, name))
         }
     };
     found.ok_or_else(|| Error::NothingToPromote {
@@ -149,32 +215,28 @@ fn refuse(source: &Glance, image: &Image, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Promote `profile`'s image named `name` from `source` into `target`.
+/// Promote `image` (of `profile`, family `name`) from `source` into `target`.
 pub async fn promote(
     source: &Glance,
     target: &Glance,
     profile: &str,
     name: &str,
-    options: &PromoteOptions,
+    image: &Image,
+    options: &Options,
     progress: &Progress,
-) -> Result<Promoted, Error> {
-    let image = source_image(source, profile, name, options.generation.as_deref()).await?;
+) -> Result<publish::Published, Error> {
     if image.status != ImageStatus::Active {
         return Err(refuse(
             source,
-            &image,
+            image,
             format!("it is {}, not active", image.status),
         ));
     }
-    for key in [
-        "hephaestus_profile",
-        "hephaestus_store_path",
-        "hephaestus_generation",
-    ] {
+    for key in [keys::PROFILE, keys::STORE_PATH, keys::GENERATION] {
         if image.property(key).is_none() {
             return Err(refuse(
                 source,
-                &image,
+                image,
                 format!("it has no `{key}`: it was not published by this pipeline"),
             ));
         }
@@ -183,55 +245,20 @@ pub async fn promote(
         if !image.tags.iter().any(|t| t == tag) {
             return Err(refuse(
                 source,
-                &image,
+                image,
                 format!("it lacks the tag `{tag}` that says it passed its tests"),
             ));
         }
     }
-    let (Some(size), Some(algo), Some(hash)) =
-        (image.size, &image.os_hash_algo, &image.os_hash_value)
-    else {
+    let Some(expected) = Fingerprint::of_image(image) else {
         return Err(refuse(
             source,
-            &image,
+            image,
             "Glance reports no size or hash for it",
         ));
     };
-    let generation = image
-        .property("hephaestus_generation")
-        .unwrap_or_default()
-        .to_string();
-    let store_path = image
-        .property("hephaestus_store_path")
-        .unwrap_or_default()
-        .to_string();
-
-    let upload_options = UploadOptions {
-        cleanup_timeout: options.cleanup_timeout,
-        timeout: options.timeout,
-        ..UploadOptions::default()
-    };
-    let family = Family {
-        profile,
-        name,
-        options: &upload_options,
-    };
-    let current = upload::find_current(target, profile, name).await?;
-    if let Some(cur) = &current {
-        let same = cur.status == ImageStatus::Active
-            && cur.property("hephaestus_store_path") == Some(store_path.as_str())
-            && cur.os_hash_value.as_deref() == Some(hash.as_str());
-        if same {
-            return Ok(Promoted {
-                image_id: cur.id.clone(),
-                image_name: name.to_string(),
-                skipped: true,
-                bytes_sent: 0,
-                replaced: None,
-                attempts: 0,
-            });
-        }
-    }
+    let generation = image.property(keys::GENERATION).unwrap_or_default();
+    let store_path = image.property(keys::STORE_PATH).unwrap_or_default();
 
     let mut properties: BTreeMap<String, String> = image
         .properties
@@ -240,7 +267,7 @@ pub async fn promote(
         .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
         .collect();
     properties.insert(
-        "hephaestus_promoted_from".to_string(),
+        keys::PROMOTED_FROM.to_string(),
         format!("{}:{}", source.cloud(), image.id),
     );
     let tags: Vec<String> = image
@@ -255,134 +282,57 @@ pub async fn promote(
             .get(key)
             .and_then(serde_json::Value::as_u64)
     };
-    let new = NewImage {
-        name: format!("{name}-{generation}"),
-        disk_format: image.disk_format.clone().unwrap_or_else(|| "qcow2".into()),
-        container_format: image
-            .container_format
-            .clone()
-            .unwrap_or_else(|| "bare".into()),
-        visibility: Some(options.visibility.unwrap_or(Visibility::Private)),
-        os_hidden: true,
-        tags: tags
-            .iter()
-            .cloned()
-            .chain([TAG_CANDIDATE.to_string()])
-            .collect(),
-        min_disk: number("min_disk"),
-        min_ram: number("min_ram"),
-        properties,
-    };
-    let created = target
-        .create_image(&new)
-        .await
-        .map_err(|e| UploadError::Glance {
-            what: format!("create the candidate `{}`", new.name),
-            source: e,
-        })?;
-    let id = created.id;
-    let copied = copy_and_check(
-        source,
-        target,
-        &image.id,
-        &id,
-        size,
-        algo,
-        hash,
-        image.checksum.as_deref(),
-        options,
-        progress,
-    )
-    .await;
-    if let Err(err) = copied {
-        return Err(upload::delete_candidate(target, &family, &id, err)
-            .await
-            .into());
-    }
-    let replaced = upload::make_current(target, &family, &tags, &id, current.as_ref()).await?;
-    Ok(Promoted {
-        image_id: id,
-        image_name: name.to_string(),
-        skipped: false,
-        bytes_sent: progress.sent(),
-        replaced,
+    let spec = Publish {
+        family: Family { profile, name },
+        store_path,
+        generation,
+        image: NewImage {
+            name: String::new(),
+            disk_format: image.disk_format.clone().unwrap_or_else(|| "qcow2".into()),
+            container_format: image
+                .container_format
+                .clone()
+                .unwrap_or_else(|| "bare".into()),
+            visibility: Some(options.visibility.unwrap_or(Visibility::Private)),
+            os_hidden: true,
+            tags: Vec::new(),
+            min_disk: number("min_disk"),
+            min_ram: number("min_ram"),
+            properties,
+        },
+        tags,
+        expected,
+        // A copy is attempted once: the source's bytes are re-read only by a new run.
         attempts: 1,
+        active_timeout: Duration::from_secs(
+            options.timeout.unwrap_or(super::upload::DEFAULT_TIMEOUT),
+        ),
+        cleanup_timeout: Duration::from_secs(
+            options
+                .cleanup_timeout
+                .unwrap_or(super::upload::DEFAULT_CLEANUP_TIMEOUT),
+        ),
+    };
+    let from = image.id.as_str();
+    Ok(publish::publish(target, &spec, |to| async move {
+        let glance_err = |what: String| move |source| publish::Error::Glance { what, source };
+        let data = source
+            .download_file(from)
+            .await
+            .map_err(glance_err(format!(
+                "download {from} from {}",
+                source.cloud()
+            )))?;
+        let counter = progress.clone();
+        let data = data.inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                counter.add(c.len() as u64);
+            }
+        });
+        target
+            .upload_file(&to, data)
+            .await
+            .map_err(glance_err(format!("copy {from} into {to}")))
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn copy_and_check(
-    source: &Glance,
-    target: &Glance,
-    from: &str,
-    to: &str,
-    size: u64,
-    algo: &str,
-    hash: &str,
-    checksum: Option<&str>,
-    options: &PromoteOptions,
-    progress: &Progress,
-) -> Result<(), UploadError> {
-    let glance_err = |what: String| move |source| UploadError::Glance { what, source };
-    let data = source
-        .download_file(from)
-        .await
-        .map_err(glance_err(format!(
-            "download {from} from {}",
-            source.cloud()
-        )))?;
-    let counter = progress.clone();
-    let data = data.inspect(move |chunk| {
-        if let Ok(c) = chunk {
-            counter.add(c.len() as u64);
-        }
-    });
-    target
-        .upload_file(to, data)
-        .await
-        .map_err(glance_err(format!("copy {from} into {to}")))?;
-    let policy = WaitPolicy {
-        delay: Duration::from_millis(300),
-        timeout: Duration::from_secs(options.timeout.unwrap_or(600)),
-    };
-    let copied = glance::wait_for_status(target, to, ImageStatus::Active, &policy)
-        .await
-        .map_err(glance_err(format!("wait for {to} to become active")))?;
-    let mismatch = |field: &str, ours: String, theirs: String| UploadError::Mismatch {
-        field: field.to_string(),
-        ours,
-        theirs,
-    };
-    if copied.size != Some(size) {
-        return Err(mismatch(
-            "size (source vs target)",
-            size.to_string(),
-            copied.size.map_or_else(|| "none".into(), |s| s.to_string()),
-        ));
-    }
-    if copied.os_hash_algo.as_deref() == Some(algo) {
-        let theirs = copied.os_hash_value.clone().unwrap_or_default();
-        if theirs != hash {
-            return Err(mismatch(
-                &format!("os_hash_value ({algo}, source vs target)"),
-                hash.to_string(),
-                theirs,
-            ));
-        }
-    } else if checksum.is_none() || copied.checksum.is_none() {
-        return Err(UploadError::UnknownHashAlgorithm(format!(
-            "{} in the target but {algo} in the source, and no md5 checksum on both sides to compare instead",
-            copied.os_hash_algo.as_deref().unwrap_or("nothing")
-        )));
-    }
-    if let (Some(ours), Some(theirs)) = (checksum, &copied.checksum) {
-        if ours != theirs {
-            return Err(mismatch(
-                "checksum (md5, source vs target)",
-                ours.to_string(),
-                theirs.clone(),
-            ));
-        }
-    }
-    Ok(())
+    .await?)
 }

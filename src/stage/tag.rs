@@ -1,34 +1,19 @@
-//! `tag`: every Glance property and tag of an image, derived from its profile, its build and
-//! its digests (DESIGN §3). Firmware keys come from `boot` alone and cannot be overridden.
+//! `tag`: every Glance property and tag of an image, derived from its profile and its build
+//! (DESIGN §3). Firmware keys come from `boot` alone and cannot be overridden; the key names
+//! are the image family's ([`crate::lifecycle::keys`]).
 
-use super::Evaluated;
+use super::{slot, Artifact, Built, Context, Evaluated, Kind, Outcome, Slot};
 use crate::firmware::Boot;
+use crate::image::digest::Digests;
+use crate::lifecycle::{base_tags, keys};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Facts from the build that properties are made of.
-#[derive(Debug, Clone)]
-pub struct BuildFacts<'a> {
-    /// The output's store path.
-    pub store_path: &'a str,
-    /// NixOS release label from `image-info.json` (e.g. `25.11`).
-    pub nixos_label: &'a str,
-    /// `{UTC yyyymmddHHMM}-{first 8 characters of the store path hash}`.
-    pub generation: &'a str,
-}
-
-/// Digests that openstacksdk's conventional properties carry.
-#[derive(Debug, Clone)]
-pub struct DigestFacts<'a> {
-    /// Hex sha256 of the image file.
-    pub sha256: &'a str,
-    /// Hex md5 of the image file.
-    pub md5: &'a str,
-}
-
 /// The properties and tags of one image.
 #[derive(Debug, Clone, Serialize)]
-pub struct Tagging {
+pub struct Properties {
+    /// The firmware the image is tagged with (the source of the firmware properties).
+    pub boot: Boot,
     /// Properties with known values.
     pub properties: BTreeMap<String, String>,
     /// Properties whose value a later stage supplies: key → where it comes from.
@@ -40,34 +25,22 @@ pub struct Tagging {
 /// The firmware properties of a boot mode: the platform's rule, in one place.
 pub fn firmware_properties(boot: Boot) -> Vec<(&'static str, &'static str)> {
     match boot {
-        Boot::Uefi => vec![("hw_firmware_type", "uefi"), ("hw_machine_type", "q35")],
-        Boot::Bios => vec![("hw_firmware_type", "bios")],
+        Boot::Uefi => vec![(keys::FIRMWARE_TYPE, "uefi"), (keys::MACHINE_TYPE, "q35")],
+        Boot::Bios => vec![(keys::FIRMWARE_TYPE, "bios")],
     }
 }
 
-/// `{UTC yyyymmddHHMM}-{first 8 characters of the store path's hash}`.
-pub fn generation(at: time::OffsetDateTime, store_path: &str) -> String {
-    let utc = at.to_offset(time::UtcOffset::UTC);
-    let base = store_path.rsplit('/').next().unwrap_or(store_path);
-    let hash: String = base.chars().take(8).collect();
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}-{hash}",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute()
-    )
+/// openstacksdk's conventional hash properties, from the image's digests (set by the upload,
+/// which has them).
+pub fn digest_properties(d: &Digests) -> [(&'static str, String); 2] {
+    [
+        (keys::SDK_SHA256, d.sha256.clone()),
+        (keys::SDK_MD5, d.md5.clone()),
+    ]
 }
 
-/// Compute the tagging of `ev` for `pipeline`, with whatever later facts are already known.
-pub fn tag(
-    ev: &Evaluated,
-    pipeline: &str,
-    image_name: &str,
-    build: Option<&BuildFacts<'_>>,
-    digests: Option<&DigestFacts<'_>>,
-) -> Tagging {
+/// The properties of `ev` for `pipeline`, with the build's facts when it is built.
+pub fn tag(ev: &Evaluated, pipeline: &str, image_name: &str, build: Option<&Built>) -> Properties {
     let mut properties = BTreeMap::new();
     let mut pending = BTreeMap::new();
     // Profile extras first, so that nothing computed below can be shadowed by them
@@ -81,69 +54,72 @@ pub fn tag(
     for (k, v) in firmware_properties(ev.boot) {
         set(k, v);
     }
-    set("os_type", "linux");
-    set("os_distro", "nixos");
-    set("architecture", "x86_64");
-    set("hephaestus_profile", &ev.profile);
-    set("hephaestus_role", &ev.role);
-    set("hephaestus_pipeline", pipeline);
-    set(
-        "owner_specified.openstack.object",
-        &format!("images/{image_name}"),
-    );
+    set(keys::OS_TYPE, "linux");
+    set(keys::OS_DISTRO, "nixos");
+    set(keys::ARCHITECTURE, "x86_64");
+    set(keys::PROFILE, &ev.profile);
+    set(keys::ROLE, &ev.role);
+    set(keys::PIPELINE, pipeline);
+    set(keys::SDK_OBJECT, &format!("images/{image_name}"));
     match build {
         Some(b) => {
-            set("os_version", b.nixos_label);
-            set("hephaestus_store_path", b.store_path);
-            set("hephaestus_generation", b.generation);
+            set(keys::OS_VERSION, b.image.label.as_deref().unwrap_or(""));
+            set(keys::STORE_PATH, b.store_path.as_str());
+            set(keys::GENERATION, &b.generation);
         }
         None => {
             pending.insert(
-                "os_version".into(),
+                keys::OS_VERSION.into(),
                 "NixOS release label of the build".into(),
             );
+            pending.insert(keys::STORE_PATH.into(), "store path of the build".into());
             pending.insert(
-                "hephaestus_store_path".into(),
-                "store path of the build".into(),
-            );
-            pending.insert(
-                "hephaestus_generation".into(),
+                keys::GENERATION.into(),
                 "UTC time of the run + first 8 characters of the store path hash".into(),
             );
         }
     }
-    match digests {
-        Some(d) => {
-            set("owner_specified.openstack.sha256", d.sha256);
-            set("owner_specified.openstack.md5", d.md5);
-        }
-        None => {
-            pending.insert(
-                "owner_specified.openstack.sha256".into(),
-                "sha256 of the image file (verify)".into(),
-            );
-            pending.insert(
-                "owner_specified.openstack.md5".into(),
-                "md5 of the image file (verify)".into(),
-            );
-        }
-    }
-    let mut tags = vec!["hephaestus".to_string(), format!("profile:{}", ev.profile)];
+    pending.insert(
+        keys::SDK_SHA256.into(),
+        "sha256 of the image file (verify)".into(),
+    );
+    pending.insert(
+        keys::SDK_MD5.into(),
+        "md5 of the image file (verify)".into(),
+    );
+    let mut tags = base_tags(&ev.profile);
     for t in &ev.extra_tags {
         if !tags.contains(t) {
             tags.push(t.clone());
         }
     }
-    Tagging {
+    Properties {
+        boot: ev.boot,
         properties,
         pending,
         tags,
     }
 }
 
+/// The stage: fills `properties`.
+pub fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super::Error> {
+    let ev = slot(&artifact.evaluated, Kind::Tag, Slot::Evaluated)?;
+    // A dry run builds nothing: the build's facts are then shown as pending.
+    let built = if ctx.dry_run {
+        artifact.build.as_ref()
+    } else {
+        Some(slot(&artifact.build, Kind::Tag, Slot::Build)?)
+    };
+    let t = tag(ev, ctx.pipeline, &ctx.image_name(&ev.profile), built);
+    let note = format!("{} properties, {} tags", t.properties.len(), t.tags.len());
+    artifact.properties = Some(t);
+    Ok(Outcome::Done(Some(note)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::{reserved_key, ReservedKey};
 
     fn evaluated(boot: Boot) -> Evaluated {
         Evaluated {
@@ -167,12 +143,12 @@ mod tests {
             "publish-all",
             "hephaestus-lucy",
             None,
-            None,
         );
         assert_eq!(t.properties["hw_firmware_type"], "uefi");
         assert_eq!(t.properties["hw_machine_type"], "q35");
         assert_eq!(t.properties["hw_qemu_guest_agent"], "yes");
         assert_eq!(t.tags, ["hephaestus", "profile:lucy", "kubernetes"]);
+        assert_eq!(t.boot, Boot::Uefi);
     }
 
     #[test]
@@ -181,7 +157,6 @@ mod tests {
             &evaluated(Boot::Bios),
             "publish-all",
             "hephaestus-lucy",
-            None,
             None,
         );
         assert_eq!(t.properties["hw_firmware_type"], "bios");
@@ -193,36 +168,68 @@ mod tests {
         let mut ev = evaluated(Boot::Uefi);
         ev.extra_properties
             .insert("hw_firmware_type".into(), "bios".into());
-        let t = tag(&ev, "p", "n", None, None);
+        let t = tag(&ev, "p", "n", None);
         assert_eq!(t.properties["hw_firmware_type"], "uefi");
     }
 
     #[test]
-    fn build_facts_fill_pending_properties() {
-        let ev = evaluated(Boot::Uefi);
-        let without = tag(&ev, "p", "n", None, None);
-        assert!(without.pending.contains_key("hephaestus_store_path"));
-        let facts = BuildFacts {
-            store_path: "/nix/store/abcdefghijkl-image",
-            nixos_label: "25.11",
-            generation: "202611261200-abcdefgh",
-        };
-        let digests = DigestFacts {
-            sha256: "s",
-            md5: "m",
-        };
-        let with = tag(&ev, "p", "n", Some(&facts), Some(&digests));
-        assert!(with.pending.is_empty());
-        assert_eq!(with.properties["os_version"], "25.11");
-        assert_eq!(with.properties["owner_specified.openstack.md5"], "m");
+    fn every_key_the_tag_stage_sets_is_reserved_to_the_pipeline() {
+        // Validation refuses reserved keys in profiles; this keeps the two from drifting.
+        let mut ev = evaluated(Boot::Uefi);
+        ev.extra_properties.clear();
+        let t = tag(&ev, "p", "n", None);
+        for key in t.properties.keys().chain(t.pending.keys()) {
+            assert!(
+                reserved_key(key).is_some(),
+                "{key} is computed but not reserved"
+            );
+        }
+        assert_eq!(reserved_key("hw_machine_type"), Some(ReservedKey::Firmware));
     }
 
     #[test]
-    fn generation_is_utc_minute_and_hash_prefix() {
-        let at = time::macros::datetime!(2026-11-26 13:05:59 +02:00);
-        assert_eq!(
-            generation(at, "/nix/store/0123456789abcdef-x"),
-            "202611261105-01234567"
-        );
+    fn build_facts_fill_pending_properties_and_the_upload_adds_the_digests() {
+        let ev = evaluated(Boot::Uefi);
+        let without = tag(&ev, "p", "n", None);
+        assert!(without.pending.contains_key(keys::STORE_PATH));
+        let store_path =
+            crate::nix::StorePath::new("/nix/store/0123456789abcdfghijklmnpqrsvwxyz-image")
+                .unwrap();
+        let built = Built {
+            image: crate::nix::ImageInfo {
+                file: "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-image/nixos.qcow2".into(),
+                format: "qcow2".into(),
+                boot_mode: None,
+                label: Some("25.11".into()),
+                system: None,
+                source: crate::nix::ImageInfoSource::SingleQcow2,
+            },
+            store_path,
+            gc_root: "/tmp/r".into(),
+            nar_hash: crate::nix::NarHash::new(
+                "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+            )
+            .unwrap(),
+            nar_size: 1,
+            generation: "202611261200-01234567".into(),
+        };
+        let with = tag(&ev, "p", "n", Some(&built));
+        assert_eq!(with.properties[keys::OS_VERSION], "25.11");
+        assert_eq!(with.properties[keys::GENERATION], "202611261200-01234567");
+        assert!(!with.pending.contains_key(keys::STORE_PATH));
+        // Only the digests remain, and they are exactly what the upload adds.
+        let left: Vec<&str> = with.pending.keys().map(String::as_str).collect();
+        let digests = Digests {
+            size: 1,
+            md5: "m".into(),
+            sha256: "s".into(),
+            sha512: "x".into(),
+        };
+        let added: Vec<&str> = digest_properties(&digests)
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(left, [keys::SDK_MD5, keys::SDK_SHA256]);
+        assert_eq!(added, [keys::SDK_SHA256, keys::SDK_MD5]);
     }
 }

@@ -1,12 +1,14 @@
 //! `verify`: the image file is a sound, standalone qcow2; its partition table, read from inside
 //! the guest disk, fits the firmware it will be tagged with; the store output is the one Nix
-//! built; and its md5/sha256/sha512 are computed — the last two in one read of the image.
+//! built; and its md5/sha256/sha512 are computed — with the NAR hash, in one read of the image.
 
+use super::{slot, Artifact, Kind, Outcome, Slot};
 use crate::firmware::Boot;
 use crate::image::digest::{self, Digests, MultiHasher};
+use crate::image::nar;
 use crate::image::partition::{self, FirmwareMismatch};
-use crate::image::qcow2::{self, Qcow2Info};
-use crate::image::{nar, reader::GuestReader};
+use crate::image::qcow2::{self, GuestReader, Qcow2Info};
+use crate::nix::{self, NarHash, StorePath};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +39,15 @@ pub enum Error {
     /// The store output is not what Nix registered.
     #[error("store integrity check failed")]
     Nar(#[source] nar::Error),
+    /// Nix's registered hash of the store output could not be read.
+    #[error("cannot read the registered NAR hash of {path}")]
+    PathInfo {
+        /// The store output.
+        path: StorePath,
+        /// The cause.
+        #[source]
+        source: nix::Error,
+    },
     /// The image file could not be hashed.
     #[error("cannot compute the digests of the image")]
     Digest(#[source] digest::Error),
@@ -73,10 +84,10 @@ pub struct Verified {
 /// The store output an image must match: its path and Nix's registered `narHash`.
 #[derive(Debug, Clone)]
 pub struct StoreOutput {
-    /// The output's store path.
+    /// The output (a store path, or a copy of one).
     pub path: PathBuf,
-    /// `sha256:…` or `sha256-…` as Nix registered it.
-    pub nar_hash: String,
+    /// The hash Nix registered for it.
+    pub nar_hash: NarHash,
 }
 
 /// Verify `file` for `boot` (blocking: reads the whole image).
@@ -140,19 +151,43 @@ pub async fn verify(
         .map_err(Error::Worker)?
 }
 
-/// The store output `file` lives in, when it is under `/nix/store/<hash>-<name>/`.
-pub fn store_output_of(file: &Path) -> Option<PathBuf> {
-    let real = file.canonicalize().ok()?;
-    let mut parts = real.components();
-    let mut out = PathBuf::new();
-    for expected in ["/", "nix", "store"] {
-        let c = parts.next()?;
-        if c.as_os_str() != expected {
-            return None;
+/// Verify any image file for `boot`: when it lives in the Nix store, its store output's NAR
+/// hash is checked against what Nix registered, as the stage does.
+pub async fn verify_path(file: &Path, boot: Boot) -> Result<Verified, Error> {
+    let store = match StorePath::containing(file) {
+        Some(path) => {
+            let info = nix::path_info(&path)
+                .await
+                .map_err(|source| Error::PathInfo {
+                    path: path.clone(),
+                    source,
+                })?;
+            Some(StoreOutput {
+                path: path.as_path().to_path_buf(),
+                nar_hash: info.nar_hash,
+            })
         }
-        out.push(c);
-    }
-    out.push(parts.next()?);
-    // The file itself must lie below the output (a single-file output is the file).
-    Some(out)
+        None => None,
+    };
+    let file = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    verify(file, boot, store).await
+}
+
+/// The stage: fills `verified`.
+pub async fn run(artifact: &mut Artifact) -> Result<Outcome, super::Error> {
+    let built = slot(&artifact.build, Kind::Verify, Slot::Build)?;
+    let store = StoreOutput {
+        path: built.store_path.as_path().to_path_buf(),
+        nar_hash: built.nar_hash.clone(),
+    };
+    let verified = verify(built.image.file.clone(), artifact.profile.boot, Some(store)).await?;
+    let note = format!(
+        "qcow2 v{}, {} MiB virtual; {}; NAR hash matches; sha512 {}…",
+        verified.qcow2.version,
+        verified.qcow2.virtual_size >> 20,
+        verified.firmware_evidence,
+        &verified.digests.sha512[..16.min(verified.digests.sha512.len())]
+    );
+    artifact.verified = Some(verified);
+    Ok(Outcome::Done(Some(note)))
 }

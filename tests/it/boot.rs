@@ -10,6 +10,7 @@
 use super::nix::{installable, offline_config};
 use hephaestus::boot::{self, Accel, BootOptions, Error};
 use hephaestus::firmware::Boot;
+use hephaestus::image::bootable::{self, Error as PrecheckError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -204,7 +205,10 @@ async fn uefi_disk_tagged_bios_is_refused_by_the_precheck() {
     let err = boot::boot_check(&img, Boot::Bios, &options("sunraku"), &dir)
         .await
         .expect_err("a UEFI-only disk must not pass under SeaBIOS");
-    assert!(matches!(err, Error::WrongDisk { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Precheck(PrecheckError::WrongDisk { .. })),
+        "{err:?}"
+    );
     let msg = format!(
         "{err}: {}",
         std::error::Error::source(&err)
@@ -247,8 +251,8 @@ fn an_mbr_without_boot_code_is_refused_by_the_precheck() {
         .status()
         .expect("qemu-img");
     assert!(st.success());
-    let err = boot::precheck(&img, Boot::Bios).expect_err("no boot code");
-    assert!(matches!(err, Error::NoBootCode { .. }), "{err:?}");
+    let err = bootable::precheck(&img, Boot::Bios).expect_err("no boot code");
+    assert!(matches!(err, PrecheckError::NoBootCode { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("bios firmware"), "{msg}");
     assert!(msg.contains("first 440 bytes are zero"), "{msg}");
@@ -262,7 +266,10 @@ async fn esp_without_fallback_loader_is_refused_by_the_precheck() {
     let err = boot::boot_check(&img, Boot::Uefi, &options("lucy"), &dir)
         .await
         .expect_err("no BOOTX64.EFI");
-    assert!(matches!(err, Error::NoFallbackLoader { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Precheck(PrecheckError::NoFallbackLoader { .. })),
+        "{err:?}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("uefi firmware"), "{msg}");
     assert!(msg.contains("\\EFI\\BOOT\\BOOTX64.EFI"), "{msg}");
@@ -277,8 +284,8 @@ async fn bios_disk_under_ovmf_fails_early_in_the_uefi_shell() {
     // The pre-check would refuse it (an MBR disk has no ESP); boot it anyway to prove the
     // firmware's own failure is caught at once rather than at the timeout.
     assert!(matches!(
-        boot::precheck(&img, Boot::Uefi),
-        Err(Error::WrongDisk { .. })
+        bootable::precheck(&img, Boot::Uefi),
+        Err(PrecheckError::WrongDisk { .. })
     ));
     let before = sha256(&img);
     let dir = run_dir("bios-disk-tagged-uefi");

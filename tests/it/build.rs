@@ -5,6 +5,7 @@
 use crate::nix::{installable, offline_config};
 use crate::util::{copy_tree, fixture_flake, pipeline, project, repo, report, run, Ran};
 use hephaestus::firmware::Boot;
+use hephaestus::nix::NarHash;
 use hephaestus::stage::verify::{verify_file, Error as VerifyError, StoreOutput};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -195,7 +196,7 @@ fn a_corrupted_store_output_is_caught_by_the_nar_check() {
     // The copy verifies while it is intact...
     let store = StoreOutput {
         path: copied.clone(),
-        nar_hash: nar_hash.clone(),
+        nar_hash: NarHash::try_from(nar_hash.clone()).expect("Nix's narHash parses"),
     };
     let ok = verify_file(&image, Boot::Uefi, Some(&store)).expect("an intact copy verifies");
     assert!(ok.nar_checked);
@@ -207,7 +208,7 @@ fn a_corrupted_store_output_is_caught_by_the_nar_check() {
     let err =
         verify_file(&image, Boot::Uefi, Some(&store)).expect_err("a corrupted copy is refused");
     assert!(matches!(err, VerifyError::Nar(_)), "{err:?}");
-    let text = hephaestus::pipeline::runner::error_chain(&err);
+    let text = hephaestus::error::error_chain(&err);
     assert!(
         text.contains(&nar_hash),
         "the error shows the registered hash: {text}"

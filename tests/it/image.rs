@@ -3,8 +3,9 @@
 //! compared with coreutils and NAR hashes with `nix-hash`/`nix-store --dump`.
 
 use hephaestus::firmware::Boot;
+use hephaestus::image::disk::Disk;
+use hephaestus::image::qcow2::GuestReader;
 use hephaestus::image::qcow2::{self, CompressionType, ErrorKind};
-use hephaestus::image::reader::{Disk, GuestReader};
 use hephaestus::image::{digest, nar, partition};
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};

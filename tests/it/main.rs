@@ -5,6 +5,7 @@ mod cli;
 mod cloud;
 mod glance;
 mod image;
+mod layers;
 mod lifecycle;
 mod nightly;
 mod nix;

@@ -260,12 +260,12 @@ fn run_lock_held_by_another_run_refuses_with_lock_timeout_0_then_runs_once_free(
         Duration::from_secs(300),
         "the run still waited for the lock despite --lock-timeout 0",
     );
-    assert!(
-        refused.code != 0 && refused.code != -1,
-        "a run that cannot take the lock fails with an exit code\n{refused}"
+    assert_eq!(
+        refused.code, 4,
+        "a run that cannot take the lock exits 4 (busy)\n{refused}"
     );
     refused
-        .stderr_has("another pipeline run is publishing into cloud `local`")
+        .stderr_has("another pipeline process is changing images in cloud `local`")
         .stderr_has(&lock_path.display().to_string());
     assert!(
         refused.stdout.trim().is_empty() && !refused.stderr.contains("lucy: "),

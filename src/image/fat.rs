@@ -6,7 +6,7 @@
 //! entries never need decoding. Layout and FAT-type rules follow Microsoft's "FAT32 File System
 //! Specification" (fatgen103): the type is decided by the cluster count alone.
 
-use crate::image::reader::Disk;
+use crate::image::disk::Disk;
 use std::io;
 
 /// Directory entry attribute bits.
@@ -415,7 +415,7 @@ fn short_name(name: &str) -> Option<[u8; 11]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::reader::MemDisk;
+    use crate::image::disk::MemDisk;
     use std::path::Path;
     use std::process::Command;
 

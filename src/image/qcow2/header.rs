@@ -2,11 +2,9 @@
 //! reason it matters, anything that must not be published: a backing file, an external data
 //! file, encryption, a dirty or corrupt image, features this reader does not know.
 //!
-//! Layout and bit meanings follow QEMU's `docs/interop/qcow2.txt`. [`inspect`] is what the
-//! `verify` stage calls; [`crate::image::reader::GuestReader`] uses the same [`Header`] to
-//! read the guest disk.
+//! Layout and bit meanings follow QEMU's `docs/interop/qcow2.txt`. The guest reader
+//! ([`super::GuestReader`]) reads the disk through the same [`Header`].
 
-use crate::image::reader::GuestReader;
 use serde::Serialize;
 use std::fmt;
 use std::io;
@@ -39,7 +37,7 @@ pub mod incompatible {
 }
 
 /// Compatible feature bit 0: refcounts are updated lazily (and the dirty bit guards them).
-const COMPATIBLE_LAZY_REFCOUNTS: u64 = 1 << 0;
+pub(super) const COMPATIBLE_LAZY_REFCOUNTS: u64 = 1 << 0;
 
 const EXT_END: u32 = 0;
 const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
@@ -136,7 +134,7 @@ impl fmt::Display for FeatureBit {
     }
 }
 
-/// What [`inspect`] found: the facts the report and the later checks need.
+/// What [`super::inspect`] found: the facts the report and the later checks need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Qcow2Info {
     /// qcow2 version: 2 (QEMU's `compat=0.10`) or 3 (`compat=1.1`).
@@ -692,38 +690,6 @@ fn looks_like(bytes: &[u8], file_size: u64) -> String {
         return "a text file".into();
     }
     "unrecognised data (a raw disk without a partition table?)".into()
-}
-
-/// Checks that `path` is a sound, publishable qcow2 image and describes it.
-///
-/// Reads the header, refuses what must not be published ([`Header::check_publishable`]) and
-/// walks the cluster map once (every L2 table), so a broken map or zstd-compressed clusters
-/// are found here rather than halfway through the partition check.
-pub fn inspect(path: &Path) -> Result<Qcow2Info, Error> {
-    let mut reader = GuestReader::open(path)?;
-    let clusters = reader.scan()?;
-    let h = reader.header().clone();
-    if clusters.compressed > 0 && h.compression_type != CompressionType::Zlib {
-        return Err(Error::new(
-            path,
-            ErrorKind::UnsupportedCompression {
-                compression: h.compression_type,
-            },
-        ));
-    }
-    Ok(Qcow2Info {
-        version: h.version,
-        virtual_size: h.size,
-        cluster_size: h.cluster_size(),
-        file_size: reader.file_size(),
-        compression_type: h.compression_type,
-        compressed: clusters.compressed > 0,
-        clusters,
-        snapshots: h.nb_snapshots,
-        extended_l2: h.extended_l2(),
-        lazy_refcounts: h.compatible_features & COMPATIBLE_LAZY_REFCOUNTS != 0,
-        refcount_bits: 1 << h.refcount_order.min(6),
-    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! at a time; extended L2 entries (subclusters) are honoured. Reads use `pread`, so the reader
 //! holds only the L1 table, a few L2 tables and one inflated cluster.
 
-use crate::image::qcow2::{ClusterCounts, CompressionType, Error, ErrorKind, Header};
+use super::header::{ClusterCounts, CompressionType, Error, ErrorKind, Header};
+use crate::image::disk::Disk;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
@@ -20,42 +21,6 @@ const L2_CACHE_TABLES: usize = 16;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const L2_COMPRESSED: u64 = 1 << 62;
 const L2_ZERO: u64 = 1;
-
-/// Something that holds a disk's bytes: a qcow2 guest, a raw disk in memory, a partition.
-pub trait Disk {
-    /// Size of the disk in bytes.
-    fn size(&self) -> u64;
-    /// Fills `buf` with the bytes at `offset`; fails (never short-reads) past the end.
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
-}
-
-/// A raw disk image held in memory (tests, small fixtures).
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk(pub Vec<u8>);
-
-impl Disk for MemDisk {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let src = usize::try_from(offset)
-            .ok()
-            .and_then(|start| self.0.get(start..start.checked_add(buf.len())?))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "cannot read {} bytes at offset {offset} of a {}-byte disk",
-                        buf.len(),
-                        self.0.len()
-                    ),
-                )
-            })?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-}
 
 /// Where one guest cluster's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,21 +404,5 @@ impl Disk for GuestReader {
             };
             io::Error::new(kind, e)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mem_disk_refuses_reads_past_the_end() {
-        let mut d = MemDisk(vec![1, 2, 3, 4]);
-        let mut b = [0u8; 2];
-        d.read_exact_at(2, &mut b).unwrap();
-        assert_eq!(b, [3, 4]);
-        let err = d.read_exact_at(3, &mut b).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(d.read_exact_at(u64::MAX, &mut b).is_err());
     }
 }

@@ -1,0 +1,71 @@
+//! `boot-check`: boots the exact verified image under QEMU with the firmware it is tagged with
+//! (OVMF for UEFI, SeaBIOS for BIOS) and passes on the boot marker (see `boot`).
+
+use super::{slot, Artifact, Context, Kind, Outcome, Slot};
+use crate::boot::{self, Accel, BootOptions};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Options of the `boot-check` stage.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Regex a serial-console line must match; `{profile}` is replaced (default: a `login:`
+    /// prompt or `HEPHAESTUS-BOOT-OK <profile>` at the start of a line).
+    #[serde(default)]
+    pub marker: Option<String>,
+    /// Guest memory in MiB (default 1024).
+    #[serde(default)]
+    pub memory: Option<u32>,
+    /// `tcg`, `kvm` or `auto` (default: KVM only when a probe boot under KVM works).
+    #[serde(default)]
+    pub accel: Option<Accel>,
+}
+
+/// Boot options from the stage's options for `profile`.
+pub fn boot_options(
+    options: &Options,
+    profile: &str,
+    expected_sha256: Option<String>,
+) -> Result<BootOptions, boot::Error> {
+    let marker = boot::marker_for(options.marker.as_deref(), profile)?;
+    let mut opts = BootOptions::new(marker);
+    opts.timeout = options.timeout.map(Duration::from_secs);
+    if let Some(m) = options.memory {
+        opts.memory_mib = m;
+    }
+    if let Some(a) = options.accel {
+        opts.accel = a;
+    }
+    opts.expected_sha256 = expected_sha256;
+    Ok(opts)
+}
+
+/// The stage: fills `booted`.
+pub async fn run(
+    options: &Options,
+    artifact: &mut Artifact,
+    ctx: &Context<'_>,
+) -> Result<Outcome, super::Error> {
+    let verified = slot(&artifact.verified, Kind::BootCheck, Slot::Verified)?;
+    let properties = slot(&artifact.properties, Kind::BootCheck, Slot::Properties)?;
+    // Boot with the firmware the image will be tagged with, whatever else says.
+    let boot = properties.boot;
+    let profile = &artifact.profile.name;
+    let opts = boot_options(options, profile, Some(verified.digests.sha256.clone()))?;
+    let dir = ctx.run_dir.join("boot").join(profile);
+    let report = boot::boot_check(&verified.file, boot, &opts, &dir).await?;
+    let note = format!(
+        "booted under {} ({}) in {:.1}s: {:?}; serial log {}",
+        boot,
+        report.accel_used,
+        report.seconds,
+        report.matched_line,
+        report.serial_log.display()
+    );
+    artifact.booted = Some(report);
+    Ok(Outcome::Done(Some(note)))
+}
