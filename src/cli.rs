@@ -108,6 +108,82 @@ pub enum Command {
         after_help = "Examples:\n  pipeline prune --cloud staging --dry-run\n  pipeline prune --cloud production --profile lucy --keep 5\n  pipeline prune --cloud staging --name hephaestus-{profile} --json"
     )]
     Prune(PruneArgs),
+
+    /// Check a cloud's image families: exactly one visible `current` per profile and name,
+    /// every other generation hidden and named NAME-GENERATION, no stale candidate, no image
+    /// left queued/saving/importing/killed, the hephaestus_* properties complete. --repair
+    /// fixes what is safe to fix and lists every change.
+    #[command(
+        after_help = "Examples:\n  pipeline check --cloud production\n  pipeline check --cloud staging --profile lucy --repair\n  pipeline check --cloud staging --json\n\nExit code 1 when a problem remains (after --repair: one it could not fix)."
+    )]
+    Check(CheckArgs),
+
+    /// Lift the hold a rollback put on a build: after `pipeline rollback`, runs do not publish
+    /// (or promote) the rolled-back build again, and report the profile `held`, until the flake
+    /// builds something else or this command is run.
+    #[command(
+        after_help = "Examples:\n  pipeline release lucy --cloud staging\n  pipeline release sunraku --cloud production --json"
+    )]
+    Release(ReleaseArgs),
+}
+
+/// Where the per-cloud lock lives, and how long to wait for it.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Seconds to wait for another pipeline process changing images in the same cloud (0: do
+    /// not wait); past it, exit code 4.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub lock_timeout: u64,
+    /// Where runs keep their locks (default: ROOT/.run).
+    #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// `pipeline check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Only these profiles (repeatable; default every profile with images in the cloud).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Only the images of this stable name; `{profile}` is replaced (default: every name
+    /// the profile's images carry).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Fix what is safe to fix: delete stale candidates and dead images, hide and rename
+    /// stray generations, retag extra `current` images, restore a missing current image from
+    /// its previous generation.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The lock (taken with --repair).
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// `pipeline release`
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The profile whose rolled-back builds may be published again.
+    #[arg(value_name = "PROFILE")]
+    pub profile: String,
+    /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Only the images of this stable name; `{profile}` is replaced (default: every name
+    /// the profile's images carry).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The lock.
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// `pipeline rollback`
@@ -129,6 +205,9 @@ pub struct RollbackArgs {
     /// Print the result as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The lock.
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// `pipeline prune`
@@ -154,6 +233,9 @@ pub struct PruneArgs {
     /// Print the result as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The lock (not taken with --dry-run).
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// `pipeline boot-check`

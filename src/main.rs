@@ -24,8 +24,10 @@ fn main() -> ExitCode {
         cli::Command::Run(a) => command::run::run(&cli.root, a),
         cli::Command::Verify(a) => command::verify::run(&cli.root, a),
         cli::Command::Images(a) => command::images::run(&cli.root, a),
-        cli::Command::Rollback(a) => command::rollback::run(a),
-        cli::Command::Prune(a) => command::prune::run(a),
+        cli::Command::Rollback(a) => command::rollback::run(&cli.root, a),
+        cli::Command::Prune(a) => command::prune::run(&cli.root, a),
+        cli::Command::Check(a) => command::check::run(&cli.root, a),
+        cli::Command::Release(a) => command::release::run(&cli.root, a),
         cli::Command::Promote(a) => command::promote::run(&cli.root, a),
         cli::Command::BootCheck(a) => command::boot_check::run(&cli.root, a),
     };

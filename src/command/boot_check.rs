@@ -21,7 +21,7 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
     };
     let opts = boot_options(&options, &profile.name, None)
         .map_err(|e| super::UsageError(format!("--marker: {e}")))?;
-    let run_dir = super::run_dir(&project, args.run_dir.as_deref())?
+    let run_dir = super::run_dir(&project.root, args.run_dir.as_deref())?
         .base()
         .join("boot-check")
         .join(&profile.name);

@@ -2,11 +2,13 @@
 //! context at the edge and choosing exit codes.
 
 pub mod boot_check;
+pub mod check;
 pub mod images;
 pub mod list;
 pub mod plan;
 pub mod promote;
 pub mod prune;
+pub mod release;
 pub mod rollback;
 pub mod run;
 pub mod validate;
@@ -84,11 +86,21 @@ pub fn profile<'a>(project: &'a Project, name: &str) -> anyhow::Result<&'a Profi
 
 /// The run directory: `--run-dir` / `HEPHAESTUS_RUN_DIR`, else `ROOT/.run`; absolute, so the
 /// paths in logs and reports still work from another directory.
-pub fn run_dir(project: &Project, given: Option<&Path>) -> anyhow::Result<RunDir> {
-    let dir = given.map_or_else(|| project.root.join(".run"), Path::to_path_buf);
+pub fn run_dir(root: &Path, given: Option<&Path>) -> anyhow::Result<RunDir> {
+    let dir = given.map_or_else(|| root.join(".run"), Path::to_path_buf);
     std::path::absolute(&dir)
         .map(RunDir::new)
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot resolve {}", dir.display())))
+}
+
+/// Hold the per-cloud lock that every command changing a cloud's image families takes.
+pub fn lock_cloud(
+    root: &Path,
+    lock: &crate::cli::LockArgs,
+    cloud: &str,
+) -> anyhow::Result<run_dir::CloudLock> {
+    let runs = run_dir(root, lock.run_dir.as_deref())?;
+    Ok(runs.lock_cloud(cloud, std::time::Duration::from_secs(lock.lock_timeout))?)
 }
 
 /// Print `value` as the one JSON document of stdout.

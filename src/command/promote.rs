@@ -45,7 +45,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
     };
     let options = RunOptions {
         dry_run: args.dry_run,
-        run_dir: super::run_dir(&project, args.run_dir.as_deref())?,
+        run_dir: super::run_dir(&project.root, args.run_dir.as_deref())?,
         keep_outputs: false,
         reporter: Reporter::new(std::io::stderr().is_terminal()),
     };

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use hephaestus::error::Exit;
 use hephaestus::lifecycle::{self, Decision, RetentionPlan, RetentionReport};
 use serde_json::json;
+use std::path::Path;
 
 fn line(action: &str, d: &Decision) {
     let detail = d
@@ -59,9 +60,14 @@ fn show_report(report: &RetentionReport) {
 }
 
 /// Run `pipeline prune`.
-pub fn run(args: &PruneArgs) -> anyhow::Result<Exit> {
+pub fn run(root: &Path, args: &PruneArgs) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(super::lock_cloud(root, &args.lock, glance.cloud())?)
+    };
     let cloud = glance.cloud().to_string();
     let profiles = if args.profiles.is_empty() {
         runtime

@@ -5,11 +5,13 @@ use anyhow::Context as _;
 use hephaestus::error::error_chain;
 use hephaestus::error::Exit;
 use hephaestus::lifecycle::{self, RollbackRequest};
+use std::path::Path;
 
 /// Run `pipeline rollback`.
-pub fn run(args: &RollbackArgs) -> anyhow::Result<Exit> {
+pub fn run(root: &Path, args: &RollbackArgs) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let glance = runtime.block_on(super::run::connect(args.cloud.as_deref()))?;
+    let _lock = super::lock_cloud(root, &args.lock, glance.cloud())?;
     let name = args
         .name
         .as_ref()

@@ -41,7 +41,7 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<Exit> {
     let (project, plan) = super::plan::load(root, &args.target)?;
     let options = RunOptions {
         dry_run: args.dry_run,
-        run_dir: super::run_dir(&project, args.run_dir.as_deref())?,
+        run_dir: super::run_dir(&project.root, args.run_dir.as_deref())?,
         keep_outputs: args.keep_outputs,
         reporter: Reporter::new(std::io::stderr().is_terminal()),
     };

@@ -16,6 +16,7 @@
 //!   any failure.
 //! - **Afterwards**: [`rollback`] and [`retention`].
 
+pub mod check;
 pub mod publish;
 pub mod retention;
 pub mod rollback;
@@ -28,7 +29,7 @@ pub use retention::{
 pub use rollback::{rollback, Rollback, RollbackRequest};
 
 use crate::error::error_chain;
-use crate::glance::{self, Glance, Hidden, Image, ImageFilter, ImageStatus};
+use crate::glance::{self, Glance, Hidden, Image, ImageFilter, ImageStatus, PatchOp};
 use backon::{ExponentialBuilder, Retryable};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -451,6 +452,17 @@ pub fn families(images: &[Image]) -> Vec<String> {
         .collect()
 }
 
+/// The rolled-back image of family `name` built from `store_path`, if any: a rollback took
+/// that build out of service, so it is not published (or promoted) again until the hold is
+/// released (`pipeline release`) or the flake builds something else.
+pub fn held_by<'a>(images: &'a [Image], name: &str, store_path: &str) -> Option<&'a Image> {
+    images.iter().find(|i| {
+        has_tag(i, TAG_ROLLED_BACK)
+            && in_family(i, name)
+            && i.property(keys::STORE_PATH) == Some(store_path)
+    })
+}
+
 /// Newest first: by creation time, then by generation (which starts with the build's UTC
 /// minute), so the order is stable when Glance's second-resolution times tie.
 pub(crate) fn newest_first(images: &mut [Image]) {
@@ -460,6 +472,19 @@ pub(crate) fn newest_first(images: &mut [Image]) {
             .then_with(|| generation_of(b).cmp(&generation_of(a)))
             .then_with(|| b.id.cmp(&a.id))
     });
+}
+
+/// Patch image `id`, retried while Glance fails transiently.
+pub(crate) async fn patch(
+    glance: &Glance,
+    id: &str,
+    ops: &[PatchOp],
+) -> Result<Image, glance::Error> {
+    // Every patch here replaces whole values, so repeating one after a lost answer is safe.
+    (|| glance.update_image(id, ops))
+        .retry(transient_backoff())
+        .when(glance::Error::is_transient)
+        .await
 }
 
 /// Backoff for a Glance read or an idempotent patch that failed transiently.

@@ -29,7 +29,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// A candidate not updated for this long belongs to a run that died.
-const STALE_AFTER: time::Duration = time::Duration::hours(2);
+pub const STALE_AFTER: time::Duration = time::Duration::hours(2);
 
 /// Why an image was not published.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,29 @@ pub enum Error {
         /// Current image id now (or `none`).
         after: String,
     },
+    /// The old current image was retired, the candidate could not be shown, and the old one
+    /// could not be restored: no image of the family is visible.
+    #[error(
+        "publishing `{name}` stopped half-way: the previous current image {old} was hidden, the \
+         new image {new} (complete and verified) could not be made current ({}), and {old} \
+         could not be restored; no `{name}` is visible now. Fix: `pipeline check --cloud CLOUD \
+         --repair` shows the newest complete generation again (or `openstack image set \
+         --unhide {new}`)",
+        error_chain(cause.as_ref())
+    )]
+    Stranded {
+        /// Stable name.
+        name: String,
+        /// The new, complete image, hidden.
+        new: String,
+        /// The old current image, hidden.
+        old: String,
+        /// Why the new image could not be shown.
+        cause: Box<Error>,
+        /// Why the old one could not be restored.
+        #[source]
+        source: glance::Error,
+    },
     /// An attempt failed and its candidate was deleted.
     #[error("publishing failed; candidate {candidate} was deleted")]
     CandidateDeleted {
@@ -123,9 +146,10 @@ impl Error {
         }
     }
 
-    /// True when a candidate may remain in the cloud.
+    /// True when the cloud may be left half-changed: a candidate remains, or a family has no
+    /// visible current image.
     pub fn cleanup_failed(&self) -> bool {
-        matches!(self, Error::CleanupFailed { .. })
+        matches!(self, Error::CleanupFailed { .. } | Error::Stranded { .. })
     }
 }
 
@@ -228,8 +252,12 @@ pub struct Published {
     pub image_id: String,
     /// Its name.
     pub image_name: String,
-    /// True when the current image already was this build: nothing was sent.
+    /// True when nothing was sent: the current image already was this build, or the build
+    /// is held.
     pub skipped: bool,
+    /// The rolled-back image whose build this is: a rollback holds it, so it was not
+    /// published again.
+    pub held_by: Option<String>,
     /// The image it replaced, now hidden and tagged `previous`.
     pub replaced: Option<String>,
     /// Attempts made.
@@ -281,6 +309,37 @@ pub async fn find_current(glance: &Glance, family: &Family<'_>) -> Result<Option
     Ok(images
         .into_iter()
         .max_by(|a, b| a.created_at.cmp(&b.created_at)))
+}
+
+/// The family's rolled-back image of build `store_path`, if a rollback holds that build.
+pub async fn find_held(
+    glance: &Glance,
+    family: &Family<'_>,
+    store_path: &str,
+) -> Result<Option<Image>, Error> {
+    let images = super::profile_images(glance, family.profile)
+        .await
+        .map_err(|e| Error::Data {
+            what: format!("look for rollbacks of `{}`", family.name),
+            source: Box::new(e),
+        })?;
+    Ok(super::held_by(&images, family.name, store_path).cloned())
+}
+
+/// The note for a held build: why, and the command that lifts the hold.
+pub fn held_note(family: &Family<'_>, held: &str, store_path: &str, cloud: &str) -> String {
+    let default = super::stable_name(super::DEFAULT_NAME_TEMPLATE, family.profile);
+    let name = if family.name == default {
+        String::new()
+    } else {
+        format!(" --name {}", family.name)
+    };
+    format!(
+        "held: {store_path} was rolled back (image {held}); it is not published again until the \
+         flake builds something else, or `pipeline release {} --cloud {cloud}{name}` lifts the \
+         hold",
+        family.profile
+    )
 }
 
 /// Whether `image` already is the build `store_path` with bytes `expected`.
@@ -356,6 +415,17 @@ where
             image_id: cur.id.clone(),
             image_name: family.name.to_string(),
             skipped: true,
+            held_by: None,
+            replaced: None,
+            attempts: 0,
+        });
+    }
+    if let Some(held) = find_held(glance, family, spec.store_path).await? {
+        return Ok(Published {
+            image_id: current.map(|c| c.id).unwrap_or_default(),
+            image_name: family.name.to_string(),
+            skipped: true,
+            held_by: Some(held.id),
             replaced: None,
             attempts: 0,
         });
@@ -397,6 +467,7 @@ where
         image_id: candidate,
         image_name: family.name.to_string(),
         skipped: false,
+        held_by: None,
         replaced,
         attempts: made,
     })
@@ -486,8 +557,14 @@ pub async fn delete_candidate(
     }
 }
 
-/// Make `candidate` current (with `tags` plus `current`) and demote `before` (the current
+/// Make `candidate` current (with `tags` plus `current`) and retire `before` (the current
 /// image when the run began).
+///
+/// The old image is retired first, then the candidate is shown: showing first would, if the
+/// second call failed, leave two visible images tagged `current` under one name. When showing
+/// the candidate fails, the old image is restored and the candidate deleted, so the family
+/// again has exactly its old current image; only when the restore fails too does the publish
+/// stop half-way, naming both images ([`Error::Stranded`]).
 async fn make_current(
     glance: &Glance,
     family: &Family<'_>,
@@ -508,45 +585,88 @@ async fn make_current(
         };
         return Err(delete_candidate(glance, family, candidate, err, cleanup_timeout).await);
     }
+    // Each patch sets whole fields, so repeating one after a lost answer is harmless.
+    let patch = |id: &str, ops: Vec<PatchOp>| {
+        let id = id.to_string();
+        async move {
+            (|| glance.update_image(&id, &ops))
+                .retry(transient_backoff())
+                .when(glance::Error::is_transient)
+                .await
+        }
+    };
+    if let Some(old) = before {
+        let old_tags: Vec<String> = old
+            .tags
+            .iter()
+            .filter(|t| *t != TAG_CURRENT && *t != TAG_PREVIOUS)
+            .cloned()
+            .chain([TAG_PREVIOUS.to_string()])
+            .collect();
+        let retire = vec![
+            PatchOp::replace("name", kept_name(family.name, old)),
+            PatchOp::replace("os_hidden", true),
+            PatchOp::tags(old_tags),
+        ];
+        if let Err(e) = patch(&old.id, retire).await {
+            // A patch is all or nothing: the old image is still current, untouched.
+            let err = glance_err(format!("retire the current image {}", old.id))(e);
+            return Err(delete_candidate(glance, family, candidate, err, cleanup_timeout).await);
+        }
+    }
     let tags: Vec<String> = tags
         .iter()
         .cloned()
         .chain([TAG_CURRENT.to_string()])
         .collect();
-    let promote = [
+    let show = vec![
         PatchOp::replace("name", family.name),
         PatchOp::replace("os_hidden", false),
-        PatchOp::tags(tags),
+        PatchOp::tags(tags.clone()),
     ];
-    if let Err(e) = glance.update_image(candidate, &promote).await {
-        let err = glance_err(format!("make {candidate} current"))(e);
-        return Err(delete_candidate(glance, family, candidate, err, cleanup_timeout).await);
+    if let Err(e) = patch(candidate, show).await {
+        // The answer may have been lost after Glance applied the patch: ask before undoing.
+        if let Ok(image) = glance.get_image(candidate).await {
+            if is_shown_current(&image, family.name) {
+                return finish(glance, family, before).await;
+            }
+        }
+        let cause = glance_err(format!("make {candidate} current"))(e);
+        if let Some(old) = before {
+            let restore = vec![
+                PatchOp::replace("name", family.name),
+                PatchOp::replace("os_hidden", false),
+                PatchOp::tags(old.tags.clone()),
+            ];
+            if let Err(source) = patch(&old.id, restore).await {
+                return Err(Error::Stranded {
+                    name: family.name.to_string(),
+                    new: candidate.to_string(),
+                    old: old.id.clone(),
+                    cause: Box::new(cause),
+                    source,
+                });
+            }
+        }
+        return Err(delete_candidate(glance, family, candidate, cause, cleanup_timeout).await);
     }
+    finish(glance, family, before).await
+}
+
+/// Whether `image` is the visible current image of family `name`.
+fn is_shown_current(image: &Image, name: &str) -> bool {
+    !image.os_hidden && image.display_name() == name && super::has_tag(image, TAG_CURRENT)
+}
+
+/// After the candidate became current: untag older `previous` generations.
+async fn finish(
+    glance: &Glance,
+    family: &Family<'_>,
+    before: Option<&Image>,
+) -> Result<Option<String>, Error> {
     let Some(old) = before else {
         return Ok(None);
     };
-    let old_tags: Vec<String> = old
-        .tags
-        .iter()
-        .filter(|t| *t != TAG_CURRENT && *t != TAG_PREVIOUS)
-        .cloned()
-        .chain([TAG_PREVIOUS.to_string()])
-        .collect();
-    let demote = [
-        PatchOp::replace("name", kept_name(family.name, old)),
-        PatchOp::replace("os_hidden", true),
-        PatchOp::tags(old_tags),
-    ];
-    // The new image is already current and verified; failing to demote the old one leaves two
-    // visible images of the same name, which a retry of the same patch repairs.
-    (|| glance.update_image(&old.id, &demote))
-        .retry(transient_backoff())
-        .when(glance::Error::is_transient)
-        .await
-        .map_err(glance_err(format!(
-            "demote the previous image {} (the new image {candidate} is current; hide {} by hand)",
-            old.id, old.id
-        )))?;
     retire_older_previous(glance, family, &old.id).await;
     Ok(Some(old.id.clone()))
 }

@@ -18,7 +18,7 @@
 
 use super::{
     has_tag, in_family, newest_first, profile_images, transient_backoff, Error, Generation,
-    TAG_CURRENT, TAG_KEEP, TAG_PREVIOUS,
+    TAG_CURRENT, TAG_KEEP, TAG_PREVIOUS, TAG_ROLLED_BACK,
 };
 use crate::error::error_chain;
 use crate::glance::{self, ErrorKind, Glance, Image, ImageStatus, PatchOp};
@@ -127,6 +127,9 @@ pub fn decide(images: &[Image], profile: &str, name: &str, keep: u32) -> Retenti
             stay("protected".into());
         } else if has_tag(image, TAG_KEEP) {
             stay(format!("tagged `{TAG_KEEP}`"));
+        } else if has_tag(image, TAG_ROLLED_BACK) {
+            // It is what holds its build from being published again.
+            stay("rolled back: holds its build (`pipeline release` lifts the hold)".into());
         } else if active && used < slots {
             used += 1;
             stay(format!("one of the {slots} newest generations"));
@@ -338,8 +341,9 @@ mod tests {
         images[3].tags = vec!["current".into()];
         images[3].name = Some("h".into());
         let plan = decide(&images, "lucy", "h", 2);
-        assert_eq!(generations(&plan.kept), ["g4", "g5"]);
-        assert_eq!(generations(&plan.delete), ["g3", "g2", "g1"]);
+        // The rolled-back image stays without using a place: it holds its build.
+        assert_eq!(generations(&plan.kept), ["g4", "g5", "g3"]);
+        assert_eq!(generations(&plan.delete), ["g2", "g1"]);
     }
 
     #[test]

@@ -20,13 +20,12 @@
 //! when the current image is itself the result of a rollback, changes nothing.
 
 use super::{
-    generation_of, glance_err, has_tag, in_family, is_candidate_of, newest_first, profile_images,
-    transient_backoff, Error, Generation, LIFECYCLE_TAGS, TAG_CANDIDATE, TAG_CURRENT, TAG_PREVIOUS,
+    generation_of, glance_err, has_tag, in_family, is_candidate_of, newest_first, patch,
+    profile_images, Error, Generation, LIFECYCLE_TAGS, TAG_CANDIDATE, TAG_CURRENT, TAG_PREVIOUS,
     TAG_ROLLED_BACK,
 };
 use crate::error::error_chain;
-use crate::glance::{self, Glance, Image, ImageStatus, PatchOp};
-use backon::Retryable;
+use crate::glance::{Glance, Image, ImageStatus, PatchOp};
 use std::collections::BTreeSet;
 
 /// What to roll back.
@@ -258,14 +257,6 @@ fn without_lifecycle(tags: &[String]) -> impl Iterator<Item = String> + '_ {
         .cloned()
 }
 
-async fn patch(glance: &Glance, id: &str, ops: &[PatchOp]) -> Result<Image, glance::Error> {
-    // Every patch here replaces whole values, so repeating one after a lost answer is safe.
-    (|| glance.update_image(id, ops))
-        .retry(transient_backoff())
-        .when(glance::Error::is_transient)
-        .await
-}
-
 /// Take `current` out of service, make `target` current; returns both afterwards.
 async fn swap(
     glance: &Glance,
@@ -367,6 +358,34 @@ async fn swap(
         Generation::of(&promoted),
         replaced.as_ref().map(Generation::of),
     ))
+}
+
+/// Lift every hold on `profile` (of family `name` only, when given): its `rolled-back` images
+/// lose the tag and become plain kept generations, so their builds may be published again.
+/// Returns them, afterwards.
+pub async fn release(
+    glance: &Glance,
+    profile: &str,
+    name: Option<&str>,
+) -> Result<Vec<Generation>, Error> {
+    let images = profile_images(glance, profile).await?;
+    let mut released = Vec::new();
+    for image in images
+        .iter()
+        .filter(|i| has_tag(i, TAG_ROLLED_BACK) && name.is_none_or(|n| in_family(i, n)))
+    {
+        let tags: Vec<String> = image
+            .tags
+            .iter()
+            .filter(|t| *t != TAG_ROLLED_BACK)
+            .cloned()
+            .collect();
+        let after = patch(glance, &image.id, &[PatchOp::tags(tags)])
+            .await
+            .map_err(glance_err(format!("release {}", image.id)))?;
+        released.push(Generation::of(&after));
+    }
+    Ok(released)
 }
 
 /// Removes the `previous` tag from every generation of family `name` among `family` except the

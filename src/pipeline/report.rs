@@ -35,6 +35,8 @@ pub enum ImageOutcome {
     Skipped,
     /// The flake would build exactly what the cloud's current image is: nothing built or sent.
     Unchanged,
+    /// The flake builds what a rollback took out of service: nothing was published.
+    Held,
     /// Every stage passed and the pipeline has no upload stage.
     Verified,
     /// `--dry-run`: what would run was shown, nothing was done.
@@ -105,6 +107,9 @@ pub struct ImageReport {
     pub tags: Vec<String>,
     /// Per-stage outcome, in order.
     pub stages: Vec<StageReport>,
+    /// Why the image is held, and the command that lifts the hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// The error chain of the failure, if any.
     pub error: Option<String>,
 }
@@ -150,6 +155,9 @@ impl Report {
                     out.push_str(&format!("  {note}"));
                 }
                 out.push('\n');
+            }
+            if let Some(h) = &image.held {
+                out.push_str(&format!("    {h}\n"));
             }
             if let Some(e) = &image.error {
                 out.push_str(&format!(

@@ -107,6 +107,7 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
     let mut error = None;
     let mut cleanup_failed = false;
     let mut stopped: Option<String> = None;
+    let mut held: Option<String> = None;
     for stage in &plan.stages {
         if error.is_some() || stopped.is_some() {
             stages.push(StageReport {
@@ -115,6 +116,8 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
                 seconds: 0.0,
                 note: Some(if error.is_some() {
                     "an earlier stage failed".into()
+                } else if held.is_some() {
+                    "held".into()
                 } else {
                     "unchanged".into()
                 }),
@@ -129,6 +132,11 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
             Ok(Outcome::Skipped(note)) => (StageStatus::Skipped, Some(note)),
             Ok(Outcome::Stop(note)) => {
                 stopped = Some(note.clone());
+                (StageStatus::Ok, Some(note))
+            }
+            Ok(Outcome::Held(note)) => {
+                stopped = Some(note.clone());
+                held = Some(note.clone());
                 (StageStatus::Ok, Some(note))
             }
             Err(e) => {
@@ -158,6 +166,8 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
         ImageOutcome::Failed
     } else if ctx.dry_run {
         ImageOutcome::Planned
+    } else if held.is_some() {
+        ImageOutcome::Held
     } else if stopped.is_some() {
         ImageOutcome::Unchanged
     } else {
@@ -208,6 +218,7 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
         properties,
         tags,
         stages,
+        held,
         error,
     }
 }

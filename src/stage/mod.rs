@@ -308,6 +308,9 @@ pub enum Outcome {
     /// It ran and found there is nothing left to do for this profile: the rest of the chain
     /// is skipped and the image reported `unchanged`.
     Stop(String),
+    /// The build is the one a rollback took out of service: the rest of the chain is skipped
+    /// and the image reported `held`; the note says why and how to lift the hold.
+    Held(String),
 }
 
 /// Why a stage failed.

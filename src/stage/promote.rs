@@ -11,7 +11,7 @@
 use super::{Artifact, Context, Error as StageError, Kind, Outcome};
 use crate::glance::{self, Glance, Hidden, Image, ImageFilter, ImageStatus, NewImage, Visibility};
 use crate::lifecycle::publish::{self, Family, Fingerprint, Publish};
-use crate::lifecycle::{in_family, keys, LIFECYCLE_TAGS, TAG_CURRENT};
+use crate::lifecycle::{in_family, keys, retention, DEFAULT_KEEP, LIFECYCLE_TAGS, TAG_CURRENT};
 use crate::progress::Progress;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -43,6 +43,10 @@ pub struct Options {
     /// Seconds to keep trying to delete a failed candidate (default 120).
     #[serde(default)]
     pub cleanup_timeout: Option<u64>,
+    /// Generations of the profile kept in the target after a promotion, the current one
+    /// included (default 3), as the upload's `keep`.
+    #[serde(default)]
+    pub keep: Option<u32>,
 }
 
 /// Properties Glance manages itself: copying them would be refused or meaningless.
@@ -89,6 +93,23 @@ pub enum Error {
         /// `current` or `generation G`.
         what: String,
     },
+    /// Several images of the family carry the asked generation.
+    #[error(
+        "the source cloud {cloud} has {} images of `{name}` with generation {generation} ({}): \
+         refusing to guess; remove the duplicates, or promote by the current image",
+        ids.len(),
+        ids.join(", ")
+    )]
+    Ambiguous {
+        /// Source cloud.
+        cloud: String,
+        /// Stable name.
+        name: String,
+        /// The generation asked for.
+        generation: String,
+        /// The matching images.
+        ids: Vec<String>,
+    },
     /// The source image is not fit to promote.
     #[error("refusing to promote {id} from {cloud}: {reason}")]
     Refused {
@@ -130,6 +151,22 @@ pub async fn run(
     ticker.finish();
     artifact.bytes_sent += progress.sent();
     let promoted = result?;
+    if let Some(held) = &promoted.held_by {
+        let family = Family {
+            profile: &profile,
+            name: &name,
+        };
+        let store_path = image.property(keys::STORE_PATH).unwrap_or_default();
+        let note = publish::held_note(&family, held, store_path, target.cloud());
+        artifact.published = Some(promoted);
+        return Ok(Outcome::Held(note));
+    }
+    let retention = if promoted.skipped {
+        String::new()
+    } else {
+        let keep = options.keep.unwrap_or(DEFAULT_KEEP);
+        retention::after_publish(target, &profile, &name, keep).await
+    };
     let note = if promoted.skipped {
         format!(
             "{} in {} already is the same build; nothing copied",
@@ -138,7 +175,7 @@ pub async fn run(
         )
     } else {
         format!(
-            "{} from {} is current in {} ({} bytes copied{})",
+            "{} from {} is current in {} ({} bytes copied{}){retention}",
             name,
             source.cloud(),
             target.cloud(),
@@ -191,12 +228,22 @@ async fn source_image(
                 .insert(keys::GENERATION.to_string(), g.to_string());
             filter.hidden = Hidden::Include;
             // Candidates are not members of the family: a half-made upload is never promoted.
-            source
+            let mut found: Vec<Image> = source
                 .list_images(&filter)
                 .await
                 .map_err(fail(&format!("look up generation {g}")))?
                 .into_iter()
-                .find(|i| in_family(i, name))
+                .filter(|i| in_family(i, name))
+                .collect();
+            if found.len() > 1 {
+                return Err(Error::Ambiguous {
+                    cloud: source.cloud().to_string(),
+                    name: name.to_string(),
+                    generation: g.to_string(),
+                    ids: found.iter().map(|i| i.id.clone()).collect(),
+                });
+            }
+            found.pop()
         }
     };
     found.ok_or_else(|| Error::NothingToPromote {

@@ -6,7 +6,7 @@
 //! systems dominates the cost, and they share most of nixpkgs.
 
 use super::{slot, Artifact, Context, Kind, Outcome, Slot};
-use crate::lifecycle::publish::{find_current, Family};
+use crate::lifecycle::publish::{find_current, find_held, held_note, Family};
 use crate::nix::{self, StorePath};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -130,6 +130,18 @@ pub async fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, 
         name: &name,
     };
     let current = find_current(glance, &family).await.map_err(Error::from)?;
+    if let Some(held) = find_held(glance, &family, out.as_str())
+        .await
+        .map_err(Error::from)?
+    {
+        let note = held_note(&family, &held.id, out.as_str(), glance.cloud());
+        artifact.cloud_state = Some(CloudState {
+            out_path: out,
+            current: current.map(|c| c.id),
+            unchanged: false,
+        });
+        return Ok(Outcome::Held(note));
+    }
     let unchanged = current
         .as_ref()
         .is_some_and(|c| c.property(crate::lifecycle::keys::STORE_PATH) == Some(out.as_str()));

@@ -126,6 +126,11 @@ pub async fn run(
     ticker.finish();
     artifact.bytes_sent += progress.sent();
     let published = result?;
+    if let Some(held) = &published.held_by {
+        let note = publish::held_note(&spec.family, held, spec.store_path, glance.cloud());
+        artifact.published = Some(published);
+        return Ok(Outcome::Held(note));
+    }
 
     // Retention never fails a publish that succeeded: what it could not do is logged.
     let retention = if published.skipped {

@@ -94,6 +94,44 @@ impl Family {
         image
     }
 
+    /// `pipeline run` of lucy from the flake whose `generation` file says `content`, without
+    /// expecting any outcome.
+    fn try_publish(&self, content: &str) -> Ran {
+        let flake = self.changed_flake(content);
+        let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+        cmd.arg("run")
+            .arg(&self.pipeline)
+            .args([
+                "--cloud",
+                "local",
+                "--profile",
+                PROFILE,
+                "--json",
+                "--flake",
+            ])
+            .arg(&flake)
+            .env("HEPHAESTUS_RUN_DIR", self.dir.path().join("run"));
+        self.run(cmd)
+    }
+
+    /// `pipeline check --cloud local --profile lucy --name <name> --json <extra>`, which must
+    /// find the family sound.
+    fn assert_sound(&self) {
+        let name = self.name();
+        let ran = self.pipeline(&[
+            "check",
+            "--cloud",
+            "local",
+            "--profile",
+            PROFILE,
+            "--name",
+            &name,
+            "--json",
+        ]);
+        ran.expect_code(0);
+        assert_eq!(json(&ran)["found"], serde_json::json!([]), "{ran}");
+    }
+
     /// `pipeline <args>` against the harness's clouds.yaml.
     fn pipeline(&self, args: &[&str]) -> Ran {
         let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
@@ -469,4 +507,71 @@ fn only_the_generation_just_replaced_stays_tagged_previous() {
     );
     let g1 = family.image(&g[0].id);
     assert!(g1.os_hidden, "g1 stays, hidden");
+}
+
+#[test]
+fn a_rollback_holds_its_build_until_the_flake_changes_or_it_is_released() {
+    let _share = cloud::shared();
+    let family = Family::new("held");
+    let name = family.name();
+    let g1 = family.publish("lifecycle-1");
+    let g2 = family.publish("lifecycle-2");
+    family.rollback(&[]).expect_code(0);
+    assert_current(&family.image(&g1.id), &name);
+
+    // The flake still builds g2: the run holds it instead of publishing it again.
+    let before = family.images();
+    let ran = family.try_publish("lifecycle-2");
+    ran.expect_code(0);
+    let report = json(&ran);
+    let entry = &report["images"][0];
+    assert_eq!(entry["status"], "held", "{ran}");
+    assert_eq!(entry["bytes_sent"], 0, "{ran}");
+    let why = entry["held"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&g2.id) && why.contains("pipeline release lucy --cloud local"),
+        "the report says which rollback holds it and how to lift the hold: {why}\n{ran}"
+    );
+    ran.stderr_has("held");
+    assert_eq!(family.images(), before, "a held run changed the cloud");
+    family.assert_sound();
+
+    // A real fix, another build, publishes normally.
+    let g3 = family.publish("lifecycle-3");
+    assert_ne!(g3.id, g1.id);
+    assert_kept(&family.image(&g1.id), &name, Some("previous"));
+    assert_kept(&family.image(&g2.id), &name, Some("rolled-back"));
+    family.assert_sound();
+
+    // Released, the rolled-back build may be published again.
+    family.rollback(&[]).expect_code(0);
+    assert_current(&family.image(&g1.id), &name);
+    assert!(family
+        .try_publish("lifecycle-3")
+        .expect_code(0)
+        .stdout
+        .contains("\"held\""));
+    let ran = family.pipeline(&[
+        "release", PROFILE, "--cloud", "local", "--name", &name, "--json",
+    ]);
+    ran.expect_code(0);
+    let released: Vec<String> = json(&ran)["released"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        released.contains(&g2.id) && released.contains(&g3.id),
+        "both rolled-back builds are released: {released:?}\n{ran}"
+    );
+    let again = family.publish("lifecycle-3");
+    assert_eq!(
+        again.property("hephaestus_store_path"),
+        g3.property("hephaestus_store_path"),
+        "the released build is current again"
+    );
+    family.assert_sound();
 }

@@ -286,3 +286,51 @@ fn run_lock_held_by_another_run_refuses_with_lock_timeout_0_then_runs_once_free(
     assert_eq!(s.image_ids(), vec![text(e, "image_id").to_string()]);
     assert!(lock_path.exists(), "the lock file stays for the next run");
 }
+
+#[test]
+fn after_a_rollback_the_nightly_holds_the_rolled_back_build_and_publishes_a_new_one() {
+    let _cloud = cloud::shared();
+    let s = Nightly::new("held");
+    let flake = fixture_flake();
+    let changed = s.changed_flake("it-nightly-changed");
+    let lucy = ["lucy"];
+    let (_, first) = s.run(&flake, &lucy, false);
+    let (_, second) = s.run(&changed, &lucy, false);
+    let (g1, g2) = (
+        text(entry(&first, "lucy"), "image_id").to_string(),
+        text(entry(&second, "lucy"), "image_id").to_string(),
+    );
+    let template = format!("{}-{{profile}}", s.prefix);
+    util::run_std(
+        util::cloud_pipeline(&cloud::clouds_yaml())
+            .args(["rollback", "lucy", "--cloud", "local", "--name", &template])
+            .env("HEPHAESTUS_RUN_DIR", s.run_dir()),
+    )
+    .expect_code(0);
+    assert_current(&cloud::image("local", &g1), &s.stable("lucy"));
+
+    // The flake still gives g2's build: held before anything is built, nothing sent.
+    let (ran, third) = s.run(&changed, &lucy, true);
+    let e = entry(&third, "lucy");
+    assert_eq!(text(e, "status"), "held", "{ran}");
+    assert_eq!(number(e, "bytes_sent"), 0, "{ran}");
+    assert_eq!(stage_status(e, "build"), "skipped", "{ran}");
+    assert!(text(e, "held").contains(&g2), "{ran}");
+    assert_eq!(
+        nix_runs(&ran.stderr, "build"),
+        Vec::<&str>::new(),
+        "a held night builds nothing\n{ran}"
+    );
+    assert_current(&cloud::image("local", &g1), &s.stable("lucy"));
+
+    // A new build is published as usual.
+    let fixed = s.changed_flake("it-nightly-held-fix");
+    let (ran, fourth) = s.run(&fixed, &lucy, false);
+    let e = entry(&fourth, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+    assert_current(&cloud::image("local", text(e, "image_id")), &s.stable("lucy"));
+    let check = util::run_std(util::cloud_pipeline(&cloud::clouds_yaml()).args([
+        "check", "--cloud", "local", "--profile", "lucy", "--name", &template,
+    ]));
+    check.expect_code(0).stderr_has("every image family is sound");
+}

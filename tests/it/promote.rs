@@ -464,3 +464,59 @@ fn promote_stage_of_a_pipeline_file_promotes_like_the_command() {
     );
     assert_eq!(s.target_ids(), vec![target.id.clone()]);
 }
+
+#[test]
+fn a_production_rollback_holds_the_rolled_back_build_against_promotion() {
+    let _cloud = cloud::shared();
+    let s = Promotion::new("held");
+    let stable = s.stable("lucy");
+    s.publish(&fixture_flake(), &["lucy"]);
+    s.promote(&["lucy"], &[]).expect_code(0);
+    let target1 = s.target_ids();
+    s.publish(&s.changed_flake("it-promote-changed"), &["lucy"]);
+    let ran = s.promote(&["lucy"], &[]);
+    ran.expect_code(0);
+    let target2 = text(entry(&report(&ran), "lucy"), "image_id").to_string();
+
+    // Production rolls back; staging still has the rolled-back build as its current image.
+    let ran = util::run_std(pipeline().args([
+        "rollback",
+        "lucy",
+        "--cloud",
+        TARGET,
+        "--name",
+        &s.template(),
+    ]));
+    ran.expect_code(0);
+    assert_current(&image(TARGET, &target1[0]), &stable);
+    let before = s.target_ids();
+    let ran = s.promote(&["lucy"], &[]);
+    ran.expect_code(0);
+    let held = report(&ran);
+    let e = entry(&held, "lucy");
+    assert_eq!(text(e, "status"), "held", "{ran}");
+    assert_eq!(number(e, "bytes_sent"), 0, "{ran}");
+    assert!(text(e, "held").contains(&target2), "{ran}");
+    assert_eq!(s.target_ids(), before, "a held promotion changed production");
+    assert_current(&image(TARGET, &target1[0]), &stable);
+
+    // A new build in staging is promoted as usual.
+    s.publish(&s.changed_flake("it-promote-held-fix"), &["lucy"]);
+    let ran = s.promote(&["lucy"], &[]);
+    ran.expect_code(0);
+    let fixed = report(&ran);
+    let e = entry(&fixed, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+    assert_current(&image(TARGET, text(e, "image_id")), &stable);
+    util::run_std(pipeline().args([
+        "check",
+        "--cloud",
+        TARGET,
+        "--profile",
+        "lucy",
+        "--name",
+        &s.template(),
+    ]))
+    .expect_code(0)
+    .stderr_has("every image family is sound");
+}
