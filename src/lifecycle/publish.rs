@@ -90,8 +90,8 @@ pub enum Error {
         "publishing `{name}` stopped half-way: the previous current image {old} was hidden, the \
          new image {new} (complete and verified) could not be made current ({}), and {old} \
          could not be restored; no `{name}` is visible now. Fix: `pipeline check --cloud CLOUD \
-         --repair` shows the newest complete generation again (or `openstack image set \
-         --unhide {new}`)",
+         --repair` makes {old} current again (then run the pipeline again), or make {new} \
+         current by hand (name `{name}`, visible, tag `current`)",
         error_chain(cause.as_ref())
     )]
     Stranded {

@@ -328,9 +328,20 @@ fn after_a_rollback_the_nightly_holds_the_rolled_back_build_and_publishes_a_new_
     let (ran, fourth) = s.run(&fixed, &lucy, false);
     let e = entry(&fourth, "lucy");
     assert_eq!(text(e, "status"), "published", "{ran}");
-    assert_current(&cloud::image("local", text(e, "image_id")), &s.stable("lucy"));
+    assert_current(
+        &cloud::image("local", text(e, "image_id")),
+        &s.stable("lucy"),
+    );
     let check = util::run_std(util::cloud_pipeline(&cloud::clouds_yaml()).args([
-        "check", "--cloud", "local", "--profile", "lucy", "--name", &template,
+        "check",
+        "--cloud",
+        "local",
+        "--profile",
+        "lucy",
+        "--name",
+        &template,
     ]));
-    check.expect_code(0).stderr_has("every image family is sound");
+    check
+        .expect_code(0)
+        .stderr_has("every image family is sound");
 }

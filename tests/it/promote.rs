@@ -497,7 +497,11 @@ fn a_production_rollback_holds_the_rolled_back_build_against_promotion() {
     assert_eq!(text(e, "status"), "held", "{ran}");
     assert_eq!(number(e, "bytes_sent"), 0, "{ran}");
     assert!(text(e, "held").contains(&target2), "{ran}");
-    assert_eq!(s.target_ids(), before, "a held promotion changed production");
+    assert_eq!(
+        s.target_ids(),
+        before,
+        "a held promotion changed production"
+    );
     assert_current(&image(TARGET, &target1[0]), &stable);
 
     // A new build in staging is promoted as usual.

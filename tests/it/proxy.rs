@@ -92,6 +92,16 @@ pub enum Fault {
         /// How many requests it corrupts.
         times: usize,
     },
+    /// Let the first `skip` matching requests through, then cut the connection at the head of
+    /// the next `times` ones, forwarding nothing of them: the call never reaches the server.
+    CutBefore {
+        /// Requests it applies to.
+        request: Request,
+        /// Matching requests let through first.
+        skip: usize,
+        /// How many requests it cuts.
+        times: usize,
+    },
     /// Answer `503 Service Unavailable` with `Connection: close` to a matching request,
     /// without forwarding any of it.
     Reject503 {
@@ -107,6 +117,8 @@ pub enum Fault {
 struct Armed {
     fault: Fault,
     used: usize,
+    /// Matching requests seen (for `CutBefore`'s `skip`).
+    seen: usize,
 }
 
 /// Counters of everything that went through the proxy.
@@ -197,7 +209,11 @@ impl Proxy {
             faults: Mutex::new(
                 faults
                     .into_iter()
-                    .map(|fault| Armed { fault, used: 0 })
+                    .map(|fault| Armed {
+                        fault,
+                        used: 0,
+                        seen: 0,
+                    })
                     .collect(),
             ),
             stats: Mutex::new(Stats::default()),
@@ -230,7 +246,11 @@ impl Proxy {
 
     /// Adds a fault from now on (connections already open see it at their next request).
     pub fn add(&self, fault: Fault) {
-        lock(&self.shared.faults).push(Armed { fault, used: 0 });
+        lock(&self.shared.faults).push(Armed {
+            fault,
+            used: 0,
+            seen: 0,
+        });
     }
 
     /// A snapshot of the counters.
@@ -364,6 +384,8 @@ struct Current {
     drop_after: Option<u64>,
     /// Answered 503: discard the body, then close.
     rejected: bool,
+    /// Cut before forwarding anything.
+    cut_before: bool,
     upload: bool,
 }
 
@@ -594,12 +616,16 @@ impl Pump {
                 Fault::Throttle { .. } => continue,
                 Fault::DropAfter { request, times, .. }
                 | Fault::FlipByte { request, times, .. }
+                | Fault::CutBefore { request, times, .. }
                 | Fault::Reject503 { request, times } => (request, *times),
             };
             if armed.used >= times || !request.matches(&method, &target) {
                 continue;
             }
+            armed.seen += 1;
             match armed.fault {
+                Fault::CutBefore { skip, .. } if armed.seen <= skip => continue,
+                Fault::CutBefore { .. } if !current.cut_before => current.cut_before = true,
                 Fault::DropAfter { after, .. } if current.drop_after.is_none() => {
                     current.drop_after = Some(after);
                 }
@@ -621,6 +647,9 @@ impl Pump {
             }
         };
 
+        if self.current.cut_before {
+            return self.drop_now();
+        }
         if self.current.rejected {
             lock(&self.shared.stats).rejected += 1;
             // The request never reaches the server; the client gets the answer at once and

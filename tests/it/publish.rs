@@ -51,9 +51,14 @@ impl Setup {
 
     /// [`Setup::new`], choosing whether the boot check stays.
     fn with_stages(test: &str, stages: Stages) -> Setup {
+        Self::with_options(test, stages, &[])
+    }
+
+    /// [`Setup::with_stages`], with these upload options.
+    fn with_options(test: &str, stages: Stages, upload_options: &[&str]) -> Setup {
         let copy = PipelineCopy {
             file: "publish-all.yaml",
-            upload_options: &[],
+            upload_options,
             boot_check: stages == Stages::Shipped,
             must_say: &[],
         };
@@ -551,4 +556,219 @@ fn import_method_publishes_through_stage_and_glance_direct() {
     assert_current(&image, &s.stable("sunraku"));
     assert_eq!(image.os_hash_value.as_deref(), e["sha512"].as_str());
     assert_eq!(image.property("hw_firmware_type"), Some("bios"));
+}
+
+/// `pipeline check` of this test's lucy family in `local` finds nothing wrong.
+fn assert_sound(s: &Setup) {
+    let template = format!("{}-{{profile}}", s.prefix);
+    let ran = util::run_std(util::cloud_pipeline(&cloud::clouds_yaml()).args([
+        "check",
+        "--cloud",
+        "local",
+        "--profile",
+        "lucy",
+        "--name",
+        &template,
+        "--json",
+    ]));
+    ran.expect_code(0);
+    assert_eq!(report(&ran)["found"], json!([]), "{ran}");
+}
+
+/// Publishes lucy, then publishes a changed lucy through a proxy cutting the calls that make
+/// an image current (`PATCH /v2/images/ID`): `skip` of them pass, the next `times` never reach
+/// Glance. Returns the setup, the first image's id and the second run.
+fn cut_patches(test: &str, skip: usize, times: usize) -> (Setup, String, Ran, Proxy) {
+    let s = Setup::new(test);
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::CutBefore {
+            request: Request::new("PATCH", "/v2/images/*"),
+            skip,
+            times,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let ran = s.run(&s.changed_flake(CHANGED), &["lucy"], &clouds);
+    (s, current_id, ran, proxy)
+}
+
+#[test]
+fn fault_proxy_cut_before_retiring_the_current_image_leaves_it_current_and_exits_1() {
+    let _cloud = cloud::shared();
+    // Every attempt at the first PATCH (retire the old current image) is cut.
+    let (s, current_id, ran, proxy) = cut_patches("cut-retire", 0, 4);
+    ran.expect_code(1).stderr_has("retire the current image");
+    assert!(proxy.stats().dropped >= 1, "{}", proxy.stats());
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_current(&admin.image(&current_id), &s.stable("lucy"));
+    assert_sound(&s);
+}
+
+#[test]
+fn fault_proxy_cut_before_showing_the_new_image_restores_the_old_one_and_exits_1() {
+    let _cloud = cloud::shared();
+    // The old image is retired; every attempt at showing the new one is cut; the restore of
+    // the old one (the sixth PATCH) goes through.
+    let (s, current_id, ran, proxy) = cut_patches("cut-show", 1, 4);
+    ran.expect_code(1).stderr_has("make");
+    assert!(proxy.stats().dropped >= 4, "{}", proxy.stats());
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_current(&admin.image(&current_id), &s.stable("lucy"));
+    assert_sound(&s);
+}
+
+#[test]
+fn fault_proxy_show_and_restore_both_cut_exit_3_naming_both_images_and_check_repairs() {
+    let _cloud = cloud::shared();
+    let (s, current_id, ran, _proxy) = cut_patches("cut-stranded", 1, usize::MAX);
+    ran.expect_code(3).stderr_has("stopped half-way");
+    let e = report(&ran);
+    let e = entry(&e, "lucy");
+    assert_eq!(text(e, "status"), "failed", "{ran}");
+    assert_eq!(e["cleanup_failed"], true, "{ran}");
+    let error = text(e, "error");
+    assert!(error.contains(&current_id), "names the old image: {error}");
+    let admin = Cloud::connect("local-admin");
+    let new: Vec<String> = admin
+        .images_named(&s.prefix)
+        .into_iter()
+        .map(|i| i.id)
+        .filter(|id| *id != current_id)
+        .collect();
+    assert_eq!(new.len(), 1, "the new image is kept: {new:?}");
+    assert!(error.contains(&new[0]), "names the new image: {error}");
+    assert!(
+        error.contains("pipeline check"),
+        "says how to fix it: {error}"
+    );
+
+    // `check` finds the family without a visible current image; `--repair` restores it.
+    let template = format!("{}-{{profile}}", s.prefix);
+    let check = |repair: bool| {
+        let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+        cmd.args([
+            "check",
+            "--cloud",
+            "local",
+            "--profile",
+            "lucy",
+            "--name",
+            &template,
+            "--json",
+        ]);
+        if repair {
+            cmd.arg("--repair");
+        }
+        cmd.env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
+        util::run_std(&mut cmd)
+    };
+    let found = check(false);
+    found
+        .expect_code(1)
+        .stderr_has("no visible `current` image");
+    check(true).expect_code(0).stderr_has("repaired: make");
+    assert_current(&admin.image(&current_id), &s.stable("lucy"));
+    assert_sound(&s);
+}
+
+#[test]
+fn fault_proxy_connection_dropped_mid_upload_is_retried_on_a_fresh_candidate_and_published() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("drop");
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::DropAfter {
+            request: Request::upload(),
+            after: 200_000,
+            times: 1,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let ran = s.run(&fixture_flake(), &["lucy"], &clouds);
+    ran.expect_code(0);
+    let stats = proxy.stats();
+    assert_eq!(stats.dropped, 1, "{stats}");
+    let report = report(&ran);
+    let e = entry(&report, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+    assert!(
+        number(e, "bytes_sent") > number(e, "size"),
+        "the image was sent twice: {e:#}"
+    );
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[text(e, "image_id")]);
+    assert_sound(&s);
+}
+
+#[test]
+fn fault_proxy_503_beyond_the_retry_budget_fails_with_exit_1_and_leaves_nothing() {
+    let _cloud = cloud::shared();
+    let s = Setup::with_options("503-always", Stages::WithoutBootCheck, &["attempts: 2"]);
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::Reject503 {
+            request: Request::upload(),
+            times: usize::MAX,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let ran = s.run(&s.changed_flake(CHANGED), &["lucy"], &clouds);
+    ran.expect_code(1).stderr_has("503");
+    assert_eq!(proxy.stats().rejected, 2, "two attempts: {}", proxy.stats());
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_current(&admin.image(&current_id), &s.stable("lucy"));
+    assert_sound(&s);
+}
+
+#[test]
+fn fault_proxy_a_candidate_that_cannot_be_deleted_exits_3_and_names_it() {
+    let _cloud = cloud::shared();
+    let s = Setup::with_options(
+        "undeletable",
+        Stages::WithoutBootCheck,
+        &["attempts: 1", "cleanup_timeout: 2"],
+    );
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![
+            Fault::Reject503 {
+                request: Request::upload(),
+                times: usize::MAX,
+            },
+            Fault::Reject503 {
+                request: Request::new("DELETE", "/v2/images/*"),
+                times: usize::MAX,
+            },
+        ],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let ran = s.run(&fixture_flake(), &["lucy"], &clouds);
+    ran.expect_code(3);
+    let admin = Cloud::connect("local-admin");
+    let left = admin.images_named(&s.prefix);
+    assert_eq!(left.len(), 1, "the candidate is left: {left:?}");
+    let id = &left[0].id;
+    ran.stderr_has(&format!("openstack image delete {id}"));
+    let report = report(&ran);
+    assert_eq!(entry(&report, "lucy")["cleanup_failed"], true, "{ran}");
 }
