@@ -105,7 +105,7 @@ pub enum Error {
         cause: Box<Error>,
         /// Why the old one could not be restored.
         #[source]
-        source: glance::Error,
+        source: Box<glance::Error>,
     },
     /// An attempt failed and its candidate was deleted.
     #[error("publishing failed; candidate {candidate} was deleted")]
@@ -644,7 +644,7 @@ async fn make_current(
                     new: candidate.to_string(),
                     old: old.id.clone(),
                     cause: Box::new(cause),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
