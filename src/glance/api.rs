@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -30,6 +32,39 @@ pub struct Glance {
     session: osauth::Session,
     /// The v2 root, e.g. `http://127.0.0.1:19292/v2`.
     base: Url,
+    /// How long a call may go without anything moving before it is abandoned.
+    silence: Duration,
+}
+
+/// Default of [`Glance::with_api_timeout`]: long enough for a slow store, short enough that a
+/// server that accepted a connection and then went quiet does not hang a nightly.
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// When a request last made progress, in milliseconds since it started.
+#[derive(Debug, Clone)]
+struct Progress {
+    start: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 impl fmt::Debug for Glance {
@@ -101,7 +136,14 @@ impl Glance {
             cloud,
             session,
             base,
+            silence: DEFAULT_API_TIMEOUT,
         })
+    }
+
+    /// Abandon a call when nothing moved (no answer, no upload data taken) for `timeout`.
+    pub fn with_api_timeout(mut self, timeout: Duration) -> Self {
+        self.silence = timeout;
+        self
     }
 
     /// The cloud's name as messages show it.
@@ -133,13 +175,37 @@ impl Glance {
         operation: &str,
         request: osauth::client::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let response = request
-            .send_unchecked()
+        self.send_watched(operation, request, &Progress::new())
             .await
-            .map_err(|source| Error::Transport {
-                operation: operation.to_owned(),
-                source,
-            })?;
+    }
+
+    /// [`Self::send`], abandoned once `progress` shows nothing moved for the API timeout.
+    async fn send_watched(
+        &self,
+        operation: &str,
+        request: osauth::client::RequestBuilder,
+        progress: &Progress,
+    ) -> Result<reqwest::Response, Error> {
+        let sent = request.send_unchecked();
+        tokio::pin!(sent);
+        let response = loop {
+            let check = tokio::time::sleep(Duration::from_millis(250).min(self.silence));
+            tokio::select! {
+                result = &mut sent => break result,
+                () = check => {
+                    if progress.quiet_for() >= self.silence {
+                        return Err(Error::Silent {
+                            operation: operation.to_owned(),
+                            seconds: self.silence.as_secs(),
+                        });
+                    }
+                }
+            }
+        }
+        .map_err(|source| Error::Transport {
+            operation: operation.to_owned(),
+            source,
+        })?;
         let status = response.status();
         if status.is_success() {
             tracing::debug!(%status, "{operation}");
@@ -290,9 +356,25 @@ impl Glance {
         let response = self
             .send(&op, self.session.client().request(Method::GET, url))
             .await?;
-        Ok(response
-            .bytes_stream()
-            .map(|chunk| chunk.map_err(io::Error::other)))
+        // A source that stops sending part-way must end the copy, not hang it.
+        let silence = self.silence;
+        let chunks = Box::pin(response.bytes_stream());
+        Ok(futures::stream::unfold(
+            chunks,
+            move |mut chunks| async move {
+                match tokio::time::timeout(silence, chunks.next()).await {
+                    Ok(Some(chunk)) => Some((chunk.map_err(io::Error::other), chunks)),
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no image data for {} s", silence.as_secs()),
+                        )),
+                        chunks,
+                    )),
+                }
+            },
+        ))
     }
 
     /// `PUT /v2/images/{id}/stage`: stages the data for a `glance-direct` import (status
@@ -313,7 +395,10 @@ impl Glance {
         // reqwest only reports that the body failed; keep the stream's own error for the caller
         let failure: Arc<Mutex<Option<io::Error>>> = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&failure);
+        let progress = Progress::new();
+        let taken = progress.clone();
         let body = data.map(move |chunk| {
+            taken.touch();
             chunk.map_err(|e| {
                 let reported = io::Error::new(e.kind(), "the image data stream failed");
                 if let Ok(mut slot) = slot.lock() {
@@ -328,7 +413,7 @@ impl Glance {
             .request(Method::PUT, url)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(body));
-        match self.send(&op, request).await {
+        match self.send_watched(&op, request, &progress).await {
             Ok(_) => Ok(()),
             Err(err) => match failure.lock().ok().and_then(|mut s| s.take()) {
                 Some(source) => Err(Error::Body {

@@ -130,9 +130,27 @@ struct CloudsFile {
     clouds: BTreeMap<String, serde_json::Value>,
 }
 
+/// A cloud entry: osauth's configuration plus the keys this client reads itself.
+#[derive(Debug)]
+pub struct Loaded {
+    /// What osauth authenticates with.
+    pub config: CloudConfig,
+    /// openstacksdk's `api_timeout` (seconds): how long a call may go without anything
+    /// moving before it is abandoned.
+    pub api_timeout: Option<std::time::Duration>,
+}
+
+/// The clouds.yaml key (openstacksdk's) of the API timeout, in seconds.
+pub const API_TIMEOUT: &str = "api_timeout";
+
 /// Parses the text of a `clouds.yaml` and returns the entry `name` as osauth's config.
 /// `path` only names the file in messages. Messages never quote values (they hold passwords).
 pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<CloudConfig, Error> {
+    parse_cloud_entry(text, name, path).map(|l| l.config)
+}
+
+/// [`parse_clouds_yaml`], with the keys this client reads itself.
+pub fn parse_cloud_entry(text: &str, name: &str, path: &Path) -> Result<Loaded, Error> {
     let file: CloudsFile = serde_saphyr::from_str(text).map_err(|e| Error::Config {
         message: format!(
             "{}: not a clouds.yaml with a `clouds` mapping: {e}",
@@ -149,8 +167,33 @@ pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<CloudCon
         });
     };
     check_image_endpoint_override(entry, name, path)?;
-    serde_json::from_value(entry.clone()).map_err(|e| Error::Config {
+    let mut entry = entry.clone();
+    let api_timeout = match entry.as_object_mut().and_then(|o| o.remove(API_TIMEOUT)) {
+        None => None,
+        Some(v) => match v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+        {
+            Some(secs) if secs > 0.0 && secs.is_finite() => {
+                Some(std::time::Duration::from_secs_f64(secs))
+            }
+            _ => {
+                return Err(Error::Config {
+                    message: format!(
+                        "{}: cloud {name}: {API_TIMEOUT} must be a positive number of seconds, \
+                         found {v}",
+                        path.display()
+                    ),
+                })
+            }
+        },
+    };
+    let config = serde_json::from_value(entry).map_err(|e| Error::Config {
         message: format!("{}: cloud {name} is not a valid entry: {e}", path.display()),
+    })?;
+    Ok(Loaded {
+        config,
+        api_timeout,
     })
 }
 
@@ -185,18 +228,21 @@ fn check_image_endpoint_override(
     Ok(())
 }
 
-/// Loads the osauth configuration of a chosen cloud.
-pub fn load_cloud_config(choice: &CloudChoice) -> Result<CloudConfig, Error> {
+/// Loads the configuration of a chosen cloud.
+pub fn load_cloud_config(choice: &CloudChoice) -> Result<Loaded, Error> {
     match choice {
         CloudChoice::Named { name, file } => {
             let text = std::fs::read_to_string(file).map_err(|source| Error::ReadConfig {
                 path: file.clone(),
                 source,
             })?;
-            parse_clouds_yaml(&text, name, file)
+            parse_cloud_entry(&text, name, file)
         }
-        CloudChoice::Environment => CloudConfig::from_env().map_err(|e| Error::Config {
-            message: format!("the OS_* environment does not describe a cloud: {e}"),
+        CloudChoice::Environment => Ok(Loaded {
+            config: CloudConfig::from_env().map_err(|e| Error::Config {
+                message: format!("the OS_* environment does not describe a cloud: {e}"),
+            })?,
+            api_timeout: None,
         }),
     }
 }
@@ -209,9 +255,10 @@ pub async fn connect(explicit_cloud: Option<&str>) -> Result<Glance, Error> {
 
 /// Authenticates to a chosen cloud and finds its image endpoint.
 pub async fn connect_to(choice: &CloudChoice) -> Result<Glance, Error> {
-    let config = load_cloud_config(choice)?;
+    let loaded = load_cloud_config(choice)?;
     let label = choice.label();
-    let session = config
+    let session = loaded
+        .config
         .create_session()
         .await
         .map_err(|source| Error::Connect {
@@ -225,7 +272,11 @@ pub async fn connect_to(choice: &CloudChoice) -> Result<Glance, Error> {
             cloud: label.clone(),
             source,
         })?;
-    Glance::new(label, session, &endpoint)
+    let glance = Glance::new(label, session, &endpoint)?;
+    Ok(match loaded.api_timeout {
+        Some(t) => glance.with_api_timeout(t),
+        None => glance,
+    })
 }
 
 #[cfg(test)]

@@ -114,6 +114,18 @@ pub enum Error {
         #[source]
         source: osauth::Error,
     },
+    /// Nothing moved for the cloud's `api_timeout`: no answer, and (for an upload) no data
+    /// taken; the request was abandoned.
+    #[error(
+        "{operation}: nothing moved for {seconds} s (no answer and no data taken), so the \
+         request was abandoned; raise `api_timeout` in clouds.yaml if the cloud is this slow"
+    )]
+    Silent {
+        /// Method, path and cloud of the call.
+        operation: String,
+        /// The limit.
+        seconds: u64,
+    },
     /// The local stream feeding a request body failed, so the request was aborted.
     #[error("{operation}: reading the data to send failed")]
     Body {
@@ -195,6 +207,7 @@ impl Error {
                 ErrorKind::from_osauth(source.kind())
             }
             Self::Body { .. } => ErrorKind::Body,
+            Self::Silent { .. } => ErrorKind::Transient,
             Self::Decode { .. } => ErrorKind::Protocol,
             Self::Config { .. } | Self::ReadConfig { .. } => ErrorKind::Config,
             Self::Timeout { .. } => ErrorKind::Timeout,

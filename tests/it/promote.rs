@@ -13,10 +13,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use hephaestus::glance::Image;
+use hephaestus::glance::{Image, NewImage, Visibility};
 use serde_json::{json, Value};
 
 use crate::cloud::{self, assert_current, field, has, image, show_all, Cloud, Sandbox};
+use crate::proxy::{Fault, Proxy, Request};
 use crate::util::{self, entry, fixture_flake, number, report, text, PipelineCopy, Ran};
 
 /// Staging: where `pipeline run` publishes.
@@ -523,4 +524,146 @@ fn a_production_rollback_holds_the_rolled_back_build_against_promotion() {
     ]))
     .expect_code(0)
     .stderr_has("every image family is sound");
+}
+
+/// One promotion of lucy through a proxy with `fault` in front of cloud `faulty`'s Glance:
+/// it must fail with exit 1 and leave production as it was, its family sound.
+fn promote_under_fault(test: &str, faulty: &str, fault: Fault) {
+    let s = Promotion::new(test);
+    let stable = s.stable("lucy");
+    s.publish(&fixture_flake(), &["lucy"]);
+    s.promote(&["lucy"], &[]).expect_code(0);
+    let before = s.target_ids();
+    s.publish(&s.changed_flake("it-promote-changed"), &["lucy"]);
+
+    let target = Cloud::connect(faulty).glance_addr();
+    let proxy = Proxy::start(target, vec![fault]);
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c[faulty]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let mut cmd = util::cloud_pipeline(&clouds);
+    cmd.args([
+        "promote", "--from", SOURCE, "--to", TARGET, "--json", "--name",
+    ])
+    .arg(s.template())
+    .args(["--profile", "lucy"]);
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(1);
+    let e = report(&ran);
+    assert_eq!(text(entry(&e, "lucy"), "status"), "failed", "{ran}");
+    let stats = proxy.stats();
+    assert!(
+        stats.dropped + stats.responses_dropped + stats.flipped >= 1,
+        "the fault acted: {stats}"
+    );
+    assert_eq!(
+        s.target_ids(),
+        before,
+        "production holds nothing new\n{ran}"
+    );
+    assert_current(&image(TARGET, &before[0]), &stable);
+    util::run_std(pipeline().args([
+        "check",
+        "--cloud",
+        TARGET,
+        "--profile",
+        "lucy",
+        "--name",
+        &s.template(),
+    ]))
+    .expect_code(0);
+}
+
+#[test]
+fn fault_proxy_promote_whose_source_stream_is_cut_leaves_nothing_in_production() {
+    let _cloud = cloud::shared();
+    promote_under_fault(
+        "cut-source",
+        SOURCE,
+        Fault::DropResponseAfter {
+            request: Request::new("GET", "/v2/images/*/file"),
+            after: 300_000,
+            times: usize::MAX,
+        },
+    );
+}
+
+#[test]
+fn fault_proxy_promote_whose_target_stream_is_cut_leaves_nothing_in_production() {
+    let _cloud = cloud::shared();
+    promote_under_fault(
+        "cut-target",
+        TARGET,
+        Fault::DropAfter {
+            request: Request::upload(),
+            after: 300_000,
+            times: usize::MAX,
+        },
+    );
+}
+
+#[test]
+fn fault_proxy_promote_with_a_flipped_byte_leaves_nothing_in_production() {
+    let _cloud = cloud::shared();
+    promote_under_fault(
+        "flip",
+        TARGET,
+        Fault::FlipByte {
+            request: Request::upload(),
+            offset: 700_000,
+            times: usize::MAX,
+        },
+    );
+}
+
+#[test]
+fn promote_generation_never_picks_a_candidate_and_refuses_an_ambiguous_match() {
+    let _cloud = cloud::shared();
+    let s = Promotion::new("gen-rules");
+    let first = s.publish(&fixture_flake(), &["lucy"]);
+    let source1 = image(SOURCE, text(entry(&first, "lucy"), "image_id"));
+    let generation1 = cloud::generation(&source1);
+    let staging = Cloud::connect(SOURCE);
+    let record = |name: String, generation: &str, tags: &[&str]| NewImage {
+        name,
+        disk_format: "qcow2".into(),
+        container_format: "bare".into(),
+        visibility: Some(Visibility::Private),
+        os_hidden: true,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        min_disk: None,
+        min_ram: None,
+        properties: [
+            ("hephaestus_profile".to_string(), "lucy".to_string()),
+            ("hephaestus_generation".to_string(), generation.to_string()),
+        ]
+        .into(),
+    };
+    // A candidate of a publish that never finished: not a generation to promote.
+    let candidate = record(
+        format!("{}-209901010000-cafecafe", s.stable("lucy")),
+        "209901010000-cafecafe",
+        &["hephaestus", "candidate"],
+    );
+    staging
+        .call(|g| g.create_image(&candidate))
+        .expect("create the candidate record");
+    let ran = s.promote(&["lucy"], &["--generation", "209901010000-cafecafe"]);
+    ran.expect_code(1)
+        .stderr_has("has no generation 209901010000-cafecafe");
+    // A second image claiming generation 1 under the family's name: ambiguous.
+    let twin = record(
+        format!("{}-{generation1}", s.stable("lucy")),
+        &generation1,
+        &["hephaestus"],
+    );
+    staging
+        .call(|g| g.create_image(&twin))
+        .expect("create the twin record");
+    let ran = s.promote(&["lucy"], &["--generation", &generation1]);
+    ran.expect_code(1).stderr_has("refusing to guess");
+    assert!(
+        s.target_ids().is_empty(),
+        "nothing reached production\n{ran}"
+    );
 }

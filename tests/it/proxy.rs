@@ -14,7 +14,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -102,6 +102,24 @@ pub enum Fault {
         /// How many requests it cuts.
         times: usize,
     },
+    /// Forward a matching request, then cut both connections after `after` bytes of its
+    /// response (head included): a download that breaks part-way.
+    DropResponseAfter {
+        /// Requests it applies to.
+        request: Request,
+        /// Response bytes passed before the cut.
+        after: u64,
+        /// How many requests it cuts.
+        times: usize,
+    },
+    /// Swallow a matching request and never answer: the server accepted the connection and
+    /// then says nothing.
+    Stall {
+        /// Requests it applies to.
+        request: Request,
+        /// How many requests it swallows.
+        times: usize,
+    },
     /// Answer `503 Service Unavailable` with `Connection: close` to a matching request,
     /// without forwarding any of it.
     Reject503 {
@@ -142,6 +160,10 @@ pub struct Stats {
     pub connections: usize,
     /// Connections closed because the target refused them.
     pub target_unreachable: usize,
+    /// Requests swallowed without an answer.
+    pub stalled: usize,
+    /// Responses cut part-way.
+    pub responses_dropped: usize,
 }
 
 impl Stats {
@@ -327,31 +349,44 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             let _ = server.shutdown(Shutdown::Both);
             return;
         }
+        let budget = Arc::new(AtomicU64::new(u64::MAX));
         let down_shared = Arc::clone(shared);
+        let down_budget = Arc::clone(&budget);
         let _ = thread::Builder::new()
             .name("fault-proxy-down".into())
-            .spawn(move || copy_down(s2, c2, &down_shared));
+            .spawn(move || copy_down(s2, c2, &down_shared, &down_budget));
         let up_shared = Arc::clone(shared);
         let _ = thread::Builder::new()
             .name("fault-proxy-up".into())
             .spawn(move || {
-                let mut pump = Pump::new(client, server, up_shared);
+                let mut pump = Pump::new(client, server, up_shared, budget);
                 pump.run();
             });
     }
 }
 
-/// Server to client, byte for byte.
-fn copy_down(mut server: TcpStream, mut client: TcpStream, shared: &Shared) {
+/// Server to client, byte for byte, until `budget` (set by a `DropResponseAfter`) runs out.
+fn copy_down(mut server: TcpStream, mut client: TcpStream, shared: &Shared, budget: &AtomicU64) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match server.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if client.write_all(&buf[..n]).is_err() {
+                let left = budget.load(Ordering::SeqCst);
+                let pass = (n as u64).min(left) as usize;
+                if left != u64::MAX {
+                    budget.store(left - pass as u64, Ordering::SeqCst);
+                }
+                if client.write_all(&buf[..pass]).is_err() {
                     break;
                 }
-                lock(&shared.stats).bytes_down += n as u64;
+                lock(&shared.stats).bytes_down += pass as u64;
+                if pass < n || (left != u64::MAX && left == pass as u64) {
+                    lock(&shared.stats).responses_dropped += 1;
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                    return;
+                }
             }
         }
     }
@@ -386,6 +421,8 @@ struct Current {
     rejected: bool,
     /// Cut before forwarding anything.
     cut_before: bool,
+    /// Swallowed: nothing is forwarded, nothing answered.
+    stalled: bool,
     upload: bool,
 }
 
@@ -406,12 +443,19 @@ struct Pump {
     /// For the throttle: when this connection started sending and how much it sent.
     since: Instant,
     sent: u64,
+    /// Response bytes the other direction may still pass before cutting (`u64::MAX`: no cut).
+    down_budget: Arc<AtomicU64>,
 }
 
 const MAX_HEAD: usize = 64 << 10;
 
 impl Pump {
-    fn new(client: TcpStream, server: TcpStream, shared: Arc<Shared>) -> Self {
+    fn new(
+        client: TcpStream,
+        server: TcpStream,
+        shared: Arc<Shared>,
+        down_budget: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             client,
             server,
@@ -420,6 +464,7 @@ impl Pump {
             current: Current::default(),
             since: Instant::now(),
             sent: 0,
+            down_budget,
         }
     }
 
@@ -464,7 +509,7 @@ impl Pump {
         if bytes.is_empty() {
             return Step::Continue;
         }
-        if self.current.rejected {
+        if self.current.rejected || self.current.stalled {
             return Step::Continue;
         }
         if let Some(rate) = self.throttle() {
@@ -617,6 +662,8 @@ impl Pump {
                 Fault::DropAfter { request, times, .. }
                 | Fault::FlipByte { request, times, .. }
                 | Fault::CutBefore { request, times, .. }
+                | Fault::DropResponseAfter { request, times, .. }
+                | Fault::Stall { request, times }
                 | Fault::Reject503 { request, times } => (request, *times),
             };
             if armed.used >= times || !request.matches(&method, &target) {
@@ -626,6 +673,10 @@ impl Pump {
             match armed.fault {
                 Fault::CutBefore { skip, .. } if armed.seen <= skip => continue,
                 Fault::CutBefore { .. } if !current.cut_before => current.cut_before = true,
+                Fault::DropResponseAfter { after, .. } => {
+                    self.down_budget.store(after, Ordering::SeqCst);
+                }
+                Fault::Stall { .. } if !current.stalled => current.stalled = true,
                 Fault::DropAfter { after, .. } if current.drop_after.is_none() => {
                     current.drop_after = Some(after);
                 }
@@ -649,6 +700,11 @@ impl Pump {
 
         if self.current.cut_before {
             return self.drop_now();
+        }
+        if self.current.stalled {
+            lock(&self.shared.stats).stalled += 1;
+            // Its body, if any, is read and dropped by `forward`.
+            return Step::Continue;
         }
         if self.current.rejected {
             lock(&self.shared.stats).rejected += 1;

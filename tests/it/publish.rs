@@ -772,3 +772,96 @@ fn fault_proxy_a_candidate_that_cannot_be_deleted_exits_3_and_names_it() {
     let report = report(&ran);
     assert_eq!(entry(&report, "lucy")["cleanup_failed"], true, "{ran}");
 }
+
+#[test]
+fn fault_proxy_glance_silent_after_accepting_an_upload_times_out_and_leaves_nothing() {
+    let _cloud = cloud::shared();
+    let s = Setup::with_options("silent", Stages::WithoutBootCheck, &["attempts: 1"]);
+    let (_, first) = s.publish(&fixture_flake(), &["lucy"]);
+    let current_id = text(entry(&first, "lucy"), "image_id").to_owned();
+    let target = Cloud::connect("local").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::Stall {
+            request: Request::upload(),
+            times: usize::MAX,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["image_endpoint_override"] = json!(proxy.url());
+        c["local"]["api_timeout"] = json!(2);
+    });
+    let run = Background::spawn(
+        &mut s.command(&s.changed_flake(CHANGED), &["lucy"], &clouds),
+        s.dir.path(),
+    );
+    // The limit only keeps a broken build from hanging the suite.
+    let ran = run.finish(Duration::from_secs(300), "the run hung on a silent Glance");
+    ran.expect_code(1).stderr_has("nothing moved for 2 s");
+    assert!(proxy.stats().stalled >= 1, "{}", proxy.stats());
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_sound(&s);
+}
+
+#[test]
+fn keystone_down_at_start_is_a_clear_error_naming_its_url_and_nothing_is_built() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("keystone-down");
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/v3");
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["auth"]["auth_url"] = json!(url);
+    });
+    let ran = s.run(&fixture_flake(), &["lucy"], &clouds);
+    ran.expect_code(1)
+        .stderr_has(&format!("127.0.0.1:{port}/v3"))
+        .stderr_has("cannot reach cloud `local`")
+        .stderr_has("nothing was built or published");
+    assert!(!ran.stderr.contains("nix build"), "{ran}");
+}
+
+#[test]
+fn fault_proxy_keystone_gone_after_authentication_the_run_still_publishes_on_its_token() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("keystone-gone");
+    let keystone: std::net::SocketAddr = {
+        let doc = cloud::clouds();
+        let auth = doc["clouds"]["local"]["auth"]["auth_url"]
+            .as_str()
+            .expect("auth_url")
+            .to_string();
+        let hostport = auth
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        hostport.parse().expect("host:port of Keystone")
+    };
+    let proxy = Proxy::start(keystone, vec![]);
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["auth"]["auth_url"] = json!(format!("{}/v3", proxy.url()));
+    });
+    let run = Background::spawn(
+        &mut s.command(&s.changed_flake(CHANGED), &["lucy"], &clouds),
+        s.dir.path(),
+    );
+    proxy.wait_for("the token request", Duration::from_secs(120), |st| {
+        st.requests
+            .iter()
+            .any(|r| r.starts_with("POST /v3/auth/tokens"))
+            && st.bytes_down > 0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    drop(proxy);
+    let ran = run.finish(Duration::from_secs(300), "pipeline did not finish");
+    ran.expect_code(0);
+    let report = report(&ran);
+    let e = entry(&report, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+}
