@@ -6,6 +6,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 PIPELINE := target/debug/pipeline
+# The demo's clouds keep their state apart from the test clouds', and start empty each time.
+DEMO_CLOUD_DIR := $(CURDIR)/.run/demo-cloud
 
 # Pieces that own their own targets: Nix (offline settings, exported to every recipe), the
 # local Keystone + Glance clouds, QEMU for the boot check, the production flake's offline
@@ -42,16 +44,13 @@ test: install-deps lint build check-flake
 	$(CARGO) test --locked; rc=$$?; \
 	$(MAKE) --no-print-directory cloud-down; exit $$rc
 
-## demo: publish the five fixture images into the local cloud, show them, stop the cloud
+## demo: the whole lifecycle on fresh local clouds: publish, promote, change, roll back, hold
 demo: install-deps build
-	@$(MAKE) --no-print-directory cloud-up
-	@export OS_CLIENT_CONFIG_FILE='$(CLOUD_DIR)/clouds.yaml'; \
-	trap '$(MAKE) --no-print-directory cloud-down' EXIT; set -e; \
-	set -x; \
-	$(PIPELINE) list; \
-	$(PIPELINE) validate; \
-	$(PIPELINE) run publish-all --cloud local --flake fixtures/flake; \
-	$(PIPELINE) images --cloud local
+	@$(MAKE) --no-print-directory cloud-purge CLOUD_DIR='$(DEMO_CLOUD_DIR)'
+	@$(MAKE) --no-print-directory cloud-up CLOUD_DIR='$(DEMO_CLOUD_DIR)'
+	@export OS_CLIENT_CONFIG_FILE='$(DEMO_CLOUD_DIR)/clouds.yaml' HEPHAESTUS_RUN_DIR='$(CURDIR)/.run/demo'; \
+	trap '$(MAKE) --no-print-directory cloud-down CLOUD_DIR="$(DEMO_CLOUD_DIR)"' EXIT; \
+	PIPELINE='$(PIPELINE)' DEMO_DIR='$(CURDIR)/.run/demo' scripts/demo.sh
 
 ## clean: remove build output and run state (stops the local clouds first)
 clean: cloud-down

@@ -8,6 +8,8 @@ Shared by the `make bench` runners (verify.py, publish.py).
   runs) is its VmHWM from /proc/<pid>/status, sampled every 50 ms; VmHWM only grows, so the
   last sample before exit is the peak up to the final 50 ms.
 - Wall time is taken here with a monotonic clock in nanoseconds (GNU time's %e has 10 ms steps).
+- Bytes written to local disk are `write_bytes` of the same counters: what the command (and
+  its children) caused to be written to the block layer, counted when pages are dirtied.
 - Bytes read come from /proc/<pid>/io of the GNU time process, read after it has exited but
   before it is reaped (waitid with WNOWAIT): the kernel folds a reaped child's counters into its
   parent, so these are the totals of the command and its descendants. `rchar` counts every byte
@@ -41,6 +43,7 @@ class Sample:
     own_rss_kib: int  # peak resident set of the command alone (sampled VmHWM), KiB
     rchar: int  # bytes returned by read() calls
     read_bytes: int  # bytes fetched from the block device
+    write_bytes: int  # bytes the command caused to be written to the block device
     stdout: str
     stderr: str
 
@@ -133,6 +136,7 @@ def run(argv: list, env=None, stdin_path=None) -> Sample:
         own_rss_kib=sampler.hwm_kib,
         rchar=io.get("rchar", 0),
         read_bytes=io.get("read_bytes", 0),
+        write_bytes=io.get("write_bytes", 0),
         stdout=stdout,
         stderr=stderr,
     )
@@ -176,6 +180,10 @@ class Summary:
     @property
     def read_bytes_mib(self) -> float:
         return statistics.median(s.read_bytes for s in self.samples) / MIB
+
+    @property
+    def write_bytes_mib(self) -> float:
+        return statistics.median(s.write_bytes for s in self.samples) / MIB
 
 
 def machine_line() -> str:

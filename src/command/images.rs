@@ -77,7 +77,7 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<Exit> {
                     .unwrap_or_else(|| "-".into())
             };
             eprintln!(
-                "  {:<9} {}  {:<34} gen {:<22} {:<4} {:>12} B  {:<8} {}",
+                "  {:<11} {}  {:<40} gen {:<22} {:<4} {:>12} B  {:<8} {}",
                 text("role"),
                 image.id,
                 image.display_name(),

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole image lifecycle on the two local clouds (`local` = staging, `local-prod` =
+# production), as `make demo` runs it: publish, promote, publish a change, roll back in both
+# clouds, see promotion and the nightly hold the rolled-back build, and show both clouds.
+#
+# Needs: the pipeline binary ($PIPELINE), the clouds up with OS_CLIENT_CONFIG_FILE pointing at
+# their clouds.yaml, and the offline Nix settings (NIX_CONFIG) exported by the Makefile.
+set -euo pipefail
+
+pipeline="${PIPELINE:?set PIPELINE to the pipeline binary}"
+work="${DEMO_DIR:?set DEMO_DIR to a scratch directory}"
+step() { printf '\n=== %s\n' "$*" >&2; }
+run() { printf '+ pipeline %s\n' "$*" >&2; "$pipeline" "$@"; }
+
+step "what the project holds"
+run list
+run validate
+
+step "1. publish the five fixture images into staging (build, verify, boot, upload)"
+run run publish-all --cloud local --flake fixtures/flake
+
+step "2. promote them to production"
+run promote --from local --to local-prod
+
+step "3. a change to lucy and makise: the fixture flake with another generation file"
+rm -rf "$work/flake-changed"
+mkdir -p "$work"
+cp -R fixtures/flake "$work/flake-changed"
+echo "demo-change" > "$work/flake-changed/generation"
+run run publish-all --cloud local --flake "$work/flake-changed" --profile lucy --profile makise
+run promote --from local --to local-prod --profile lucy --profile makise
+
+step "4. lucy's change is bad: roll it back in production; promotion then holds it"
+run rollback lucy --cloud local-prod
+run promote --from local --to local-prod --profile lucy
+
+step "5. roll it back in staging too; the nightly still builds it, and holds it"
+run rollback lucy --cloud local
+run run nightly --cloud local --flake "$work/flake-changed" --profile lucy
+
+step "6. both clouds: current, previous and rolled-back generations"
+run images --cloud local
+run images --cloud local-prod
+run check --cloud local
+run check --cloud local-prod
