@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use super::error::{excerpt, Error, ErrorKind};
 use super::protocol::{
     Image, ImageList, ImageStatus, ImportInfo, ImportMethod, ImportRequest, NewImage, PatchOp,
+    TaskList,
 };
 
 /// Media type Glance requires for `PATCH /v2/images/{id}`.
@@ -251,6 +252,16 @@ impl Glance {
     /// `GET /v2/images/{id}`.
     pub async fn get_image(&self, id: &str) -> Result<Image, Error> {
         let url = self.url(&["images", id]);
+        let op = self.operation(&Method::GET, &url);
+        let response = self
+            .send(&op, self.session.client().request(Method::GET, url))
+            .await?;
+        Self::decode(&op, response).await
+    }
+
+    /// `GET /v2/images/{id}/tasks`: the tasks that worked on the image.
+    pub async fn image_tasks(&self, id: &str) -> Result<TaskList, Error> {
+        let url = self.url(&["images", id, "tasks"]);
         let op = self.operation(&Method::GET, &url);
         let response = self
             .send(&op, self.session.client().request(Method::GET, url))

@@ -196,6 +196,20 @@ pub enum Error {
         /// The status waited for.
         wanted: ImageStatus,
     },
+    /// Glance gave up an import: `os_glance_failed_import` names the stores, and the image's
+    /// import task says why.
+    #[error(
+        "the import of image {id} failed in store(s) {stores}: {reason} (from Glance's import \
+         task; `GET /v2/images/{id}/tasks` has the details)"
+    )]
+    ImportFailed {
+        /// Image id.
+        id: String,
+        /// `os_glance_failed_import`.
+        stores: String,
+        /// The failed task's message, or what is known instead.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -211,7 +225,7 @@ impl Error {
             Self::Decode { .. } => ErrorKind::Protocol,
             Self::Config { .. } | Self::ReadConfig { .. } => ErrorKind::Config,
             Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::ImageFailed { .. } => ErrorKind::ImageFailed,
+            Self::ImageFailed { .. } | Self::ImportFailed { .. } => ErrorKind::ImageFailed,
         }
     }
 

@@ -21,4 +21,4 @@ pub use api::{Glance, Hidden, ImageFilter};
 pub use auth::{choose_cloud, connect, connect_to, CloudChoice};
 pub use error::{Error, ErrorKind};
 pub use protocol::{Image, ImageStatus, ImportInfo, NewImage, PatchOp, Visibility};
-pub use wait::{wait_for_status, WaitPolicy};
+pub use wait::{wait_for_import, wait_for_status, WaitPolicy};

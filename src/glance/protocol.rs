@@ -164,6 +164,29 @@ pub struct NewImage {
     pub properties: BTreeMap<String, String>,
 }
 
+/// `GET /v2/images/{id}/tasks`: the tasks that worked on an image (imports).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TaskList {
+    /// Newest last, as Glance lists them.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+}
+
+/// One task of [`TaskList`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct Task {
+    /// Task id.
+    pub id: String,
+    /// `pending`, `processing`, `success` or `failure`.
+    pub status: String,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When it was last updated.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
 /// One operation of a JSON-patch update (`application/openstack-images-v2.1-json-patch`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]

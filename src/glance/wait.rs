@@ -83,3 +83,66 @@ pub async fn wait_for_status(
         tokio::time::sleep(policy.delay.min(policy.timeout - waited)).await;
     }
 }
+
+/// Polls image `id`, whose `glance-direct` import was started, until it is `active`. Glance
+/// leaves a failed import `importing` (or puts it back to `queued`) and names the failed
+/// stores in `os_glance_failed_import`: that ends the wait at once with
+/// [`Error::ImportFailed`], carrying the reason from the image's failed import task.
+pub async fn wait_for_import(
+    glance: &Glance,
+    id: &str,
+    policy: &WaitPolicy,
+) -> Result<Image, Error> {
+    let start = Instant::now();
+    loop {
+        match glance.get_image(id).await {
+            Ok(image) if image.status == ImageStatus::Active => return Ok(image),
+            Ok(image) if is_dead_end(image.status) => {
+                return Err(Error::ImageFailed {
+                    id: id.to_owned(),
+                    name: image.display_name().to_owned(),
+                    status: image.status,
+                    wanted: ImageStatus::Active,
+                })
+            }
+            Ok(image) => {
+                let failed = image
+                    .property("os_glance_failed_import")
+                    .unwrap_or_default()
+                    .to_owned();
+                if !failed.is_empty() {
+                    let reason = match glance.image_tasks(id).await {
+                        Ok(list) => list
+                            .tasks
+                            .iter()
+                            .filter(|t| t.status == "failure")
+                            .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
+                            .and_then(|t| t.message.clone())
+                            .unwrap_or_else(|| "no failed task explains it".to_owned()),
+                        Err(e) => format!("its tasks could not be read: {e}"),
+                    };
+                    return Err(Error::ImportFailed {
+                        id: id.to_owned(),
+                        stores: failed,
+                        reason,
+                    });
+                }
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!("polling image {id}: {e}; trying again");
+            }
+            Err(e) => return Err(e),
+        }
+        let waited = start.elapsed();
+        if waited >= policy.timeout {
+            return Err(Error::Timeout {
+                id: id.to_owned(),
+                name: "-".to_owned(),
+                wanted: ImageStatus::Active,
+                last: ImageStatus::Importing,
+                waited,
+            });
+        }
+        tokio::time::sleep(policy.delay.min(policy.timeout - waited)).await;
+    }
+}

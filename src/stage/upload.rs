@@ -119,8 +119,9 @@ pub async fn run(
         .track(&ev.profile, verified.digests.size, progress.clone());
     let method = options.method.unwrap_or_default();
     let file = verified.file.as_path();
+    let active_timeout = spec.active_timeout;
     let result = publish::publish(glance, &spec, |id| {
-        send_file(glance, method, file, id, progress.clone())
+        send_file(glance, method, file, id, progress.clone(), active_timeout)
     })
     .await;
     ticker.finish();
@@ -172,6 +173,7 @@ async fn send_file(
     file: &Path,
     id: String,
     progress: Progress,
+    active_timeout: Duration,
 ) -> Result<(), Error> {
     let glance_err = |what: String| move |source: glance::Error| Error::Glance { what, source };
     let import = match method {
@@ -200,6 +202,14 @@ async fn send_file(
             .import_glance_direct(&id)
             .await
             .map_err(glance_err(format!("import {id} with glance-direct")))?;
+        // A failed import never turns `active`: watch for Glance's own verdict.
+        let policy = glance::WaitPolicy {
+            delay: Duration::from_millis(300),
+            timeout: active_timeout,
+        };
+        glance::wait_for_import(glance, &id, &policy)
+            .await
+            .map_err(glance_err(format!("import {id}")))?;
     } else {
         glance
             .upload_file(&id, body)

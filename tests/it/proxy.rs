@@ -112,6 +112,19 @@ pub enum Fault {
         /// How many requests it cuts.
         times: usize,
     },
+    /// Replace `from` by `to` (the same length, so framing holds) in the response to a
+    /// matching request: an answer a real server cannot be made to give on demand, such as
+    /// an image whose status turned `killed`.
+    RewriteResponse {
+        /// Requests it applies to.
+        request: Request,
+        /// Bytes to find in the response.
+        from: String,
+        /// What they become.
+        to: String,
+        /// How many responses it rewrites.
+        times: usize,
+    },
     /// Swallow a matching request and never answer: the server accepted the connection and
     /// then says nothing.
     Stall {
@@ -164,6 +177,8 @@ pub struct Stats {
     pub stalled: usize,
     /// Responses cut part-way.
     pub responses_dropped: usize,
+    /// Responses rewritten.
+    pub rewritten: usize,
 }
 
 impl Stats {
@@ -350,28 +365,45 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             return;
         }
         let budget = Arc::new(AtomicU64::new(u64::MAX));
+        let rewrite: Rewrite = Arc::new(Mutex::new(None));
         let down_shared = Arc::clone(shared);
         let down_budget = Arc::clone(&budget);
+        let down_rewrite = Arc::clone(&rewrite);
         let _ = thread::Builder::new()
             .name("fault-proxy-down".into())
-            .spawn(move || copy_down(s2, c2, &down_shared, &down_budget));
+            .spawn(move || copy_down(s2, c2, &down_shared, &down_budget, &down_rewrite));
         let up_shared = Arc::clone(shared);
         let _ = thread::Builder::new()
             .name("fault-proxy-up".into())
             .spawn(move || {
-                let mut pump = Pump::new(client, server, up_shared, budget);
+                let mut pump = Pump::new(client, server, up_shared, budget, rewrite);
                 pump.run();
             });
     }
 }
 
 /// Server to client, byte for byte, until `budget` (set by a `DropResponseAfter`) runs out.
-fn copy_down(mut server: TcpStream, mut client: TcpStream, shared: &Shared, budget: &AtomicU64) {
+fn copy_down(
+    mut server: TcpStream,
+    mut client: TcpStream,
+    shared: &Shared,
+    budget: &AtomicU64,
+    rewrite: &Rewrite,
+) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match server.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                let mut pending = lock(rewrite);
+                if let Some((from, to)) = pending.as_ref() {
+                    if let Some(at) = find(&buf[..n], from) {
+                        buf[at..at + to.len()].copy_from_slice(to);
+                        lock(&shared.stats).rewritten += 1;
+                        *pending = None;
+                    }
+                }
+                drop(pending);
                 let left = budget.load(Ordering::SeqCst);
                 let pass = (n as u64).min(left) as usize;
                 if left != u64::MAX {
@@ -445,7 +477,12 @@ struct Pump {
     sent: u64,
     /// Response bytes the other direction may still pass before cutting (`u64::MAX`: no cut).
     down_budget: Arc<AtomicU64>,
+    /// A rewrite for the next response.
+    rewrite: Rewrite,
 }
+
+/// A rewrite of the next response on a connection: `(from, to)`.
+type Rewrite = Arc<Mutex<Option<(Vec<u8>, Vec<u8>)>>>;
 
 const MAX_HEAD: usize = 64 << 10;
 
@@ -455,6 +492,7 @@ impl Pump {
         server: TcpStream,
         shared: Arc<Shared>,
         down_budget: Arc<AtomicU64>,
+        rewrite: Rewrite,
     ) -> Self {
         Self {
             client,
@@ -465,6 +503,7 @@ impl Pump {
             since: Instant::now(),
             sent: 0,
             down_budget,
+            rewrite,
         }
     }
 
@@ -663,6 +702,7 @@ impl Pump {
                 | Fault::FlipByte { request, times, .. }
                 | Fault::CutBefore { request, times, .. }
                 | Fault::DropResponseAfter { request, times, .. }
+                | Fault::RewriteResponse { request, times, .. }
                 | Fault::Stall { request, times }
                 | Fault::Reject503 { request, times } => (request, *times),
             };
@@ -677,6 +717,13 @@ impl Pump {
                     self.down_budget.store(after, Ordering::SeqCst);
                 }
                 Fault::Stall { .. } if !current.stalled => current.stalled = true,
+                Fault::RewriteResponse {
+                    ref from, ref to, ..
+                } => {
+                    assert_eq!(from.len(), to.len(), "a rewrite keeps the length");
+                    *lock(&self.rewrite) =
+                        Some((from.clone().into_bytes(), to.clone().into_bytes()));
+                }
                 Fault::DropAfter { after, .. } if current.drop_after.is_none() => {
                     current.drop_after = Some(after);
                 }
