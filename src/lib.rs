@@ -2,7 +2,8 @@
 //! their firmware, verifies them, proves they boot and publishes them into OpenStack Glance.
 //!
 //! The modules form floors; each uses only the floors below it (docs/architecture.md, checked
-//! by the layering test): `error`, `progress`, `firmware` and `profile` on the ground floor;
+//! by the layering test): `error`, `progress`, `firmware`, `names` and `profile` on the ground
+//! floor;
 //! the doors to the outside world `glance`, `nix`, `image` and `boot`; the image family's rules
 //! in `lifecycle`; one file per stage in `stage`; loading and running YAML in `pipeline`.
 
@@ -12,6 +13,7 @@ pub mod firmware;
 pub mod glance;
 pub mod image;
 pub mod lifecycle;
+pub mod names;
 pub mod nix;
 pub mod pipeline;
 pub mod profile;

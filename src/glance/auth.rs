@@ -151,11 +151,22 @@ pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<CloudCon
 
 /// [`parse_clouds_yaml`], with the keys this client reads itself.
 pub fn parse_cloud_entry(text: &str, name: &str, path: &Path) -> Result<Loaded, Error> {
+    // Neither the parser's snippet nor its message is shown: either may quote a password.
     let file: CloudsFile = serde_saphyr::from_str(text).map_err(|e| Error::Config {
-        message: format!(
-            "{}: not a clouds.yaml with a `clouds` mapping: {e}",
-            path.display()
-        ),
+        message: match e.location() {
+            Some(at) => format!(
+                "{}:{}:{}: not valid YAML, or not a clouds.yaml with a `clouds` mapping (the \
+                 text is not shown: it may hold a secret)",
+                path.display(),
+                at.line(),
+                at.column()
+            ),
+            None => format!(
+                "{}: not valid YAML, or not a clouds.yaml with a `clouds` mapping (the text is \
+                 not shown: it may hold a secret)",
+                path.display()
+            ),
+        },
     })?;
     let Some(entry) = file.clouds.get(name) else {
         return Err(Error::Config {
@@ -188,8 +199,29 @@ pub fn parse_cloud_entry(text: &str, name: &str, path: &Path) -> Result<Loaded, 
             }
         },
     };
+    if let Some(auth) = entry.get("auth").and_then(serde_json::Value::as_object) {
+        if let Some((key, _)) = auth.iter().find(|(_, v)| !v.is_string()) {
+            return Err(Error::Config {
+                message: format!(
+                    "{}: cloud {name}: auth.{key} must be a string (quote it; its value is not \
+                     shown)",
+                    path.display()
+                ),
+            });
+        }
+    }
+    // serde's messages quote the offending value, which may be a secret: only its kind is told.
     let config = serde_json::from_value(entry).map_err(|e| Error::Config {
-        message: format!("{}: cloud {name} is not a valid entry: {e}", path.display()),
+        message: format!(
+            "{}: cloud {name} is not a valid entry ({}; values are not shown)",
+            path.display(),
+            match e.classify() {
+                serde_json::error::Category::Data =>
+                    "a key has a value of the wrong type, or a \
+                                                      required key is missing",
+                _ => "it cannot be read",
+            }
+        ),
     })?;
     Ok(Loaded {
         config,
@@ -409,6 +441,40 @@ mod tests {
             );
             assert!(err.contains(says), "{value}: {err}");
             assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_broken_clouds_yaml_never_shows_the_secret() {
+        let path = Path::new("clouds.yaml");
+        let cases = [
+            (
+                "    password: \"canary-s3cret\n    project_name: p\n",
+                "clouds.yaml:6:",
+            ),
+            (
+                "    password: 987654321\n",
+                "auth.password must be a string",
+            ),
+            (
+                "    password: [canary-s3cret]\n",
+                "auth.password must be a string",
+            ),
+            (
+                "    password: {a: canary-s3cret}\n",
+                "auth.password must be a string",
+            ),
+        ];
+        for (line, expected) in cases {
+            let text = format!(
+                "clouds:\n  local:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      username: u\n  {line}"
+            );
+            let err = parse_clouds_yaml(&text, "local", path).expect_err(line);
+            let shown = format!("{err} {err:?}");
+            for secret in ["canary-s3cret", "987654321"] {
+                assert!(!shown.contains(secret), "{line:?} leaks: {shown}");
+            }
+            assert!(shown.contains(expected), "{line:?}: {shown}");
         }
     }
 }

@@ -305,25 +305,31 @@ impl Nix {
 
 impl Nix {
     /// The output paths of several attributes of one attribute set, in ONE evaluation:
-    /// `nix eval --json <flake>#<parent> --apply 'set: { <leaf> = set.<leaf>.outPath; … }'`.
+    /// `nix eval --json <flake>#<parent> --apply <fixed function of the leaf names>`.
     /// Evaluating a NixOS system dominates the cost, and the systems share most of nixpkgs, so
     /// one evaluation for all profiles is much cheaper than one per profile.
+    ///
+    /// The leaf names are data, never code: they travel as a JSON list inside an escaped Nix
+    /// string that the expression reads with `builtins.fromJSON`, so a `"` or `${…}` in a name
+    /// is a (missing) attribute name, not Nix to evaluate.
     pub async fn eval_out_paths(
         &self,
         flake: &str,
         parent: &str,
         leaves: &[&str],
     ) -> Result<std::collections::BTreeMap<String, StorePath>> {
-        let body: String = leaves
-            .iter()
-            .map(|leaf| format!("\"{leaf}\" = set.\"{leaf}\".outPath; "))
-            .collect();
+        let wanted = serde_json::Value::from(leaves.to_vec()).to_string();
+        let apply = format!(
+            "set: builtins.listToAttrs (map (leaf: {{ name = leaf; value = set.${{leaf}}.outPath; }}) \
+             (builtins.fromJSON {}))",
+            nix_string(&wanted)
+        );
         let cmd = self.command(vec![
             "eval".into(),
             "--json".into(),
             format!("{flake}#{parent}").into(),
             "--apply".into(),
-            format!("set: {{ {body}}}").into(),
+            apply.into(),
         ]);
         let stdout = cmd.run(EVAL_TIMEOUT).await?;
         let paths: std::collections::BTreeMap<String, String> = cmd.parse_json(&stdout)?;
@@ -332,6 +338,27 @@ impl Nix {
             .map(|(k, v)| StorePath::new(v).map(|p| (k, p)))
             .collect()
     }
+}
+
+/// `text` as a Nix double-quoted string literal: `\\`, `"` and `$` escaped, so nothing in it
+/// is interpolated or ends the string.
+pub fn nix_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' | '"' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// [`Nix::eval_out_paths`] with `nix` from `PATH`.
@@ -356,4 +383,20 @@ pub async fn path_info(path: &StorePath) -> Result<PathInfo> {
 /// [`Nix::eval_out_path`] with `nix` from `PATH`.
 pub async fn eval_out_path(installable: &str) -> Result<StorePath> {
     Nix::default().eval_out_path(installable).await
+}
+
+#[cfg(test)]
+mod string_tests {
+    use super::nix_string;
+
+    #[test]
+    fn nix_strings_escape_quotes_backslashes_and_interpolation() {
+        assert_eq!(nix_string("lucy"), "\"lucy\"");
+        assert_eq!(
+            nix_string(r#"a"b\c${x}"#),
+            r#""a\"b\\c\${x}""#,
+            "nothing ends the string or interpolates"
+        );
+        assert_eq!(nix_string("a\nb"), "\"a\\nb\"");
+    }
 }

@@ -186,6 +186,25 @@ fn check_profile(
     policy_file: &Path,
     out: &mut Vec<Diagnostic>,
 ) {
+    if let Err(e) = crate::names::check_name(stem) {
+        out.push(Diagnostic::whole_file(
+            file,
+            format!("the profile file name `{stem}` is not a safe profile name: {e}"),
+            "rename the file (e.g. `lucy.yaml`, `node-2.yaml`)",
+        ));
+    }
+    if let Some(attribute) = &spec.attribute {
+        if let Err(e) = crate::names::check_attribute(attribute) {
+            out.push(Diagnostic::whole_file(
+                file,
+                format!(
+                    "attribute `{}` is not a safe flake attribute path: {e}",
+                    attribute.escape_debug()
+                ),
+                "write the attribute path of the image in the flake, e.g. `images.lucy`",
+            ));
+        }
+    }
     if spec.name.value != stem {
         out.push(Diagnostic::at(
             file,

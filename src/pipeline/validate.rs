@@ -53,6 +53,17 @@ fn check_pipeline(
     overrides: &Overrides,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Plan> {
+    if let Err(e) = crate::names::check_name(&spec.name.value) {
+        out.push(Diagnostic::at(
+            file,
+            location_of(&spec.name),
+            format!(
+                "pipeline name `{}` is not safe: {e}",
+                spec.name.value.escape_debug()
+            ),
+            "use a name like `publish-all` or `nightly`",
+        ));
+    }
     if let Some(stem) = file.file_stem().and_then(|s| s.to_str()) {
         let in_pipelines_dir = file.parent().is_some_and(|p| p.ends_with("pipelines"));
         if in_pipelines_dir && spec.name.value != stem {
@@ -237,6 +248,22 @@ fn check_stages(
             Stage::Promote(o) => o.visibility,
             _ => None,
         };
+        let template = match &stage {
+            Stage::Upload(o) => o.name.as_deref(),
+            Stage::Promote(o) => o.name.as_deref(),
+            _ => None,
+        };
+        if let Some(Err(e)) = template.map(crate::names::check_image_name) {
+            out.push(Diagnostic::at(
+                file,
+                loc,
+                format!(
+                    "stage `{name}` has an unsafe image name `{}`: {e}",
+                    template.unwrap_or_default().escape_debug()
+                ),
+                "use a name like `hephaestus-{profile}`",
+            ));
+        }
         if visibility == Some(crate::glance::Visibility::Unknown) {
             out.push(Diagnostic::at(
                 file,
@@ -484,5 +511,49 @@ mod tests {
         {
             assert!(crate::lifecycle::reserved_tag(tag), "{tag}");
         }
+    }
+
+    #[test]
+    fn unsafe_names_attributes_and_image_names_are_refused_with_the_rule() {
+        let dir = project_with(&[
+            ("profiles/lucy.yaml", "name: lucy\ndescription: d\nrole: r\nboot: uefi\nattribute: 'images.\"lucy\"'\n"),
+            ("profiles/a.b.yaml", "name: a.b\ndescription: d\nrole: r\nboot: uefi\n"),
+            ("profiles/q.yaml", "name: q\ndescription: d\nrole: r\nboot: uefi\nattribute: 'images.${builtins.abort \"x\"}'\n"),
+        ]);
+        let (_, ds) = Project::load(dir.path()).expect("load");
+        let text: Vec<String> = ds.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|d| d.contains("profiles/lucy.yaml")
+                && d.contains("not a safe flake attribute path")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|d| d.contains("profiles/q.yaml")
+                    && d.contains("not a safe flake attribute path")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|d| d.contains("profiles/a.b.yaml") && d.contains("`.` is not allowed")),
+            "{text:#?}"
+        );
+        let ds = problems(plan_of(
+            "name: p\nprofiles: all\nstages:\n  - evaluate\n  - build\n  - tag\n  - verify\n  - upload: {name: 'x;{profile}'}\n",
+        ));
+        assert!(
+            ds.iter()
+                .any(|d| d.message.contains("unsafe image name") && d.line == 8),
+            "{ds:?}"
+        );
+        let ds = problems(plan_of(
+            "name: 'bad name;$(id)'\nprofiles: all\nstages: [evaluate]\n",
+        ));
+        assert!(
+            ds.iter().any(|d| d.message.contains("is not safe")
+                && d.message.contains("` ` is not allowed")
+                || d.message.contains("is not safe")),
+            "{ds:?}"
+        );
     }
 }

@@ -260,3 +260,29 @@ fn fixture_images_are_reproducible() {
         );
     }
 }
+
+#[tokio::test]
+async fn attribute_names_reach_nix_as_data_never_as_code() {
+    // Evaluated as code, each of these would abort with "injected"; as data they are names
+    // of attributes that do not exist.
+    for hostile in [
+        r#"x" = builtins.abort "injected"; y = "#,
+        r#"${builtins.abort "injected"}"#,
+    ] {
+        let err = nix()
+            .eval_out_paths(&fixture_flake(), "images", &["lucy", hostile])
+            .await
+            .expect_err("no such attribute");
+        let msg = err.to_string();
+        assert!(!msg.contains("aborted"), "the name was evaluated: {msg}");
+        assert!(msg.contains("' missing"), "a missing attribute: {msg}");
+    }
+    let paths = nix()
+        .eval_out_paths(&fixture_flake(), "images", &["lucy", "sunraku"])
+        .await
+        .expect("the plain names evaluate");
+    assert_eq!(
+        paths.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["lucy", "sunraku"]
+    );
+}
