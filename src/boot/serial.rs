@@ -33,6 +33,11 @@ static FAILURES: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Removes terminal escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL|ESC \`, and
 /// two-byte `ESC x`) and NUL bytes; keeps everything else, including invalid UTF-8 as U+FFFD.
+///
+/// Sequences that move the cursor to a line's start or clear the screen (cursor position
+/// `H`/`f`, erase display `J`, reset `ESC c`) become a line break: what follows them starts a
+/// line on the screen, so a `^`-anchored marker must see a line start there too (GRUB clears
+/// the screen right before a BIOS guest's `login:` prompt).
 pub fn strip_escapes(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len());
@@ -44,10 +49,14 @@ pub fn strip_escapes(raw: &[u8]) -> String {
                     // Parameters and intermediates, up to the final byte 0x40..=0x7E.
                     for c in chars.by_ref() {
                         if ('\u{40}'..='\u{7e}').contains(&c) {
+                            if matches!(c, 'H' | 'f' | 'J') && !out.ends_with('\n') {
+                                out.push('\n');
+                            }
                             break;
                         }
                     }
                 }
+                Some('c') if !out.ends_with('\n') => out.push('\n'),
                 Some(']') => {
                     while let Some(c) = chars.next() {
                         if c == '\u{7}' {
@@ -108,7 +117,7 @@ impl Watcher {
             let done = strip_escapes(done);
             let rest = strip_escapes(rest);
             done.split(['\n', '\r'])
-                .chain(std::iter::once(rest.as_str()))
+                .chain(rest.split(['\n', '\r']))
                 .find_map(|line| self.judge(line))
         };
         if let Some(i) = last_break {
@@ -151,6 +160,42 @@ mod tests {
     }
 
     #[test]
+    fn a_login_prompt_after_a_screen_clear_starts_a_line() {
+        // A BIOS GRUB disk: `Welcome to GRUB!`, ESC[H ESC[J ESC[1;1H, then the prompt.
+        let log = include_bytes!("../../fixtures/serial/bios-grub-clear-then-login.log");
+        let marker = crate::boot::marker_for(None, "sunraku").unwrap();
+        let mut w = Watcher::new(marker.clone());
+        assert_eq!(
+            w.feed(log),
+            Some(Verdict::Marker("sunraku login:".into())),
+            "{:?}",
+            strip_escapes(log)
+        );
+        // Fed byte by byte, as the log grows, the verdict is the same.
+        let mut w = Watcher::new(marker);
+        let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+        assert_eq!(verdict, Some(Verdict::Marker("sunraku login:".into())));
+    }
+
+    #[test]
+    fn login_in_running_text_is_still_not_a_prompt() {
+        let log = include_bytes!("../../fixtures/serial/login-in-running-text.log");
+        let mut w = Watcher::new(crate::boot::marker_for(None, "sunraku").unwrap());
+        assert_eq!(w.feed(log), None, "{:?}", strip_escapes(log));
+    }
+
+    #[test]
+    fn cursor_home_clear_and_reset_are_line_starts_and_colours_vanish() {
+        assert_eq!(strip_escapes(b"a\x1b[Hb\x1b[2Jc\x1bcd"), "a\nb\nc\nd");
+        assert_eq!(strip_escapes(b"a\x1b[0;31mb\x1b]0;title\x07c"), "abc");
+        assert_eq!(
+            strip_escapes(b"a\x1b[1;1H\x1b[Jb"),
+            "a\nb",
+            "one break per run of moves"
+        );
+    }
+
+    #[test]
     fn failure_patterns_compile() {
         for p in FAILURE_PATTERNS {
             Regex::new(p).unwrap();
@@ -161,9 +206,10 @@ mod tests {
     #[test]
     fn escapes_are_stripped() {
         let raw = b"\x1b[0m\x1b[30m\x1b[47mWelcome to GRUB!\n\x1b[1;1HHEPHAESTUS-BOOT-OK lucy\x1b]0;t\x07\x1bc";
+        // The final reset (`ESC c`) starts a new line.
         assert_eq!(
             strip_escapes(raw),
-            "Welcome to GRUB!\nHEPHAESTUS-BOOT-OK lucy"
+            "Welcome to GRUB!\nHEPHAESTUS-BOOT-OK lucy\n"
         );
         assert_eq!(strip_escapes(b"\x1b[=3hx\0y"), "xy");
     }

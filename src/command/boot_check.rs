@@ -18,6 +18,7 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
         marker: args.marker.clone(),
         memory: args.memory,
         accel: args.accel,
+        skip: None,
     };
     let opts = boot_options(&options, &profile.name, None)
         .map_err(|e| super::UsageError(format!("--marker: {e}")))?;

@@ -5,7 +5,7 @@ use crate::cli::{PlanArgs, TargetArgs};
 use anyhow::Context as _;
 use hephaestus::error::Exit;
 use hephaestus::pipeline::{load_pipeline, Overrides, Plan, Project};
-use hephaestus::stage::{evaluate, tag};
+use hephaestus::stage::{evaluate, tag, Stage};
 use serde_json::json;
 use std::path::Path;
 
@@ -36,6 +36,11 @@ pub fn load(root: &Path, args: &TargetArgs) -> anyhow::Result<(Project, Plan)> {
 pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
     let (project, plan) = load(root, &args.target)?;
     let stage_names: Vec<&str> = plan.stages.iter().map(|s| s.name()).collect();
+    // A boot proof the pipeline chose to skip is said, with its reason, wherever stages are.
+    let skipped_boot = plan.stages.iter().find_map(|s| match s {
+        Stage::BootCheck(o) => o.skip.clone(),
+        _ => None,
+    });
     let mut profiles = Vec::new();
     for profile in &plan.profiles {
         let ev = evaluate::evaluate(
@@ -57,6 +62,7 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
             "cloud": plan.cloud,
             "concurrency": plan.concurrency,
             "stages": stage_names,
+            "boot_check_skipped": skipped_boot,
             "profiles": profiles.iter().map(|(ev, name, t)| json!({
                 "profile": ev.profile,
                 "firmware": ev.boot,
@@ -80,6 +86,9 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         plan.concurrency
     );
     eprintln!("stages: {}", stage_names.join(" → "));
+    if let Some(reason) = &skipped_boot {
+        eprintln!("boot-check: SKIPPED, images are published without a boot proof: {reason}");
+    }
     for (ev, name, t) in &profiles {
         eprintln!();
         eprintln!(

@@ -205,7 +205,10 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
                     .and_then(|c| c.current.clone())
             }),
         bytes_sent: artifact.bytes_sent,
-        boot_seconds: artifact.booted.as_ref().map(|b| b.seconds),
+        boot_seconds: match &artifact.booted {
+            Some(stage::boot_check::Booted::Proven(b)) => Some(b.seconds),
+            _ => None,
+        },
         cleanup_failed,
         store_path: artifact
             .build

@@ -273,6 +273,14 @@ fn check_stages(
             ));
         }
         if let Stage::BootCheck(o) = &stage {
+            if o.skip.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                out.push(Diagnostic::at(
+                    file,
+                    loc,
+                    "`boot-check: {skip: …}` needs a reason",
+                    "write why the images are not booted, e.g. `skip: \"no QEMU on this builder\"`",
+                ));
+            }
             if let Some(marker) = &o.marker {
                 if let Err(e) = crate::boot::parse_marker(&marker.replace("{profile}", "p")) {
                     out.push(Diagnostic::at(
@@ -297,13 +305,21 @@ fn check_stages(
         for need in kind.needs() {
             if !provided.contains(need) {
                 let by = Kind::provider_of(*need).map_or("?", Kind::name);
+                let hint = if *need == Slot::Booted {
+                    format!(
+                        "add `- {by}` above `- {name}`, or, to publish without a boot proof, \
+                         say why: `- {by}: {{skip: \"reason\"}}`"
+                    )
+                } else {
+                    format!("add `- {by}` above `- {name}`")
+                };
                 out.push(Diagnostic::at(
                     file,
                     loc,
                     format!(
                         "`{name}` needs `{by}` before it (it uses the {need} that `{by}` provides)"
                     ),
-                    format!("add `- {by}` above `- {name}`"),
+                    hint,
                 ));
             }
         }
@@ -387,11 +403,14 @@ mod tests {
     #[test]
     fn stage_items_are_names_or_one_key_maps() {
         let plan = plan_of(
-            "name: p\nprofiles: all\nstages:\n  - evaluate\n  - build: {timeout: 5}\n  - tag\n  - verify\n  - upload:\n      name: img-{profile}\n      method: direct\n",
+            "name: p\nprofiles: all\nstages:\n  - evaluate\n  - build: {timeout: 5}\n  - tag\n  - verify\n  - boot-check: {skip: no QEMU here}\n  - upload:\n      name: img-{profile}\n      method: direct\n",
         )
         .expect("valid");
         let names: Vec<&str> = plan.stages.iter().map(Stage::name).collect();
-        assert_eq!(names, ["evaluate", "build", "tag", "verify", "upload"]);
+        assert_eq!(
+            names,
+            ["evaluate", "build", "tag", "verify", "boot-check", "upload"]
+        );
         assert!(matches!(&plan.stages[1], Stage::Build(o) if o.timeout == Some(5)));
         assert_eq!(plan.image_name("lucy"), "img-lucy");
         assert_eq!(plan.concurrency, DEFAULT_CONCURRENCY);
@@ -555,5 +574,45 @@ mod tests {
                 || d.message.contains("is not safe")),
             "{ds:?}"
         );
+    }
+
+    #[test]
+    fn an_upload_without_a_boot_proof_is_refused_unless_the_pipeline_says_why() {
+        let ds = problems(plan_of(
+            "name: p\nprofiles: all\nstages:\n  - evaluate\n  - build\n  - tag\n  - verify\n  - upload\n",
+        ));
+        assert_eq!(ds.len(), 1, "{ds:?}");
+        assert_eq!(ds[0].line, 8);
+        assert!(
+            ds[0]
+                .message
+                .contains("`upload` needs `boot-check` before it"),
+            "{ds:?}"
+        );
+        assert!(
+            ds[0].hint.as_deref().unwrap_or_default().contains("skip"),
+            "{ds:?}"
+        );
+        // After the upload is too late: the proof must come first.
+        let ds = problems(plan_of(
+            "name: p\nprofiles: all\nstages: [evaluate, build, tag, verify, upload, boot-check]\n",
+        ));
+        assert!(
+            ds.iter()
+                .any(|d| d.message.contains("`upload` needs `boot-check`")),
+            "{ds:?}"
+        );
+        // An empty reason is no reason.
+        let ds = problems(plan_of(
+            "name: p\nprofiles: all\nstages:\n  - evaluate\n  - build\n  - tag\n  - verify\n  - boot-check: {skip: ' '}\n  - upload\n",
+        ));
+        assert!(
+            ds.iter().any(|d| d.message.contains("needs a reason")),
+            "{ds:?}"
+        );
+        plan_of(
+            "name: p\nprofiles: all\nstages:\n  - evaluate\n  - build\n  - tag\n  - verify\n  - boot-check: {skip: the images boot in CI}\n  - upload\n",
+        )
+        .expect("a reason is enough");
     }
 }

@@ -23,6 +23,19 @@ pub struct Options {
     /// `tcg`, `kvm` or `auto` (default: KVM only when a probe boot under KVM works).
     #[serde(default)]
     pub accel: Option<Accel>,
+    /// Do not boot, for this reason: the only way a publishing pipeline may go without a
+    /// boot proof, shown in the plan and in the report.
+    #[serde(default)]
+    pub skip: Option<String>,
+}
+
+/// What `boot-check` established.
+#[derive(Debug, Clone)]
+pub enum Booted {
+    /// The image booted.
+    Proven(Box<boot::BootReport>),
+    /// The pipeline said not to boot it, and why.
+    Skipped(String),
 }
 
 /// Boot options from the stage's options for `profile`.
@@ -50,6 +63,12 @@ pub async fn run(
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, super::Error> {
+    if let Some(reason) = &options.skip {
+        artifact.booted = Some(Booted::Skipped(reason.clone()));
+        return Ok(Outcome::Skipped(format!(
+            "not booted, on purpose: {reason}"
+        )));
+    }
     let verified = slot(&artifact.verified, Kind::BootCheck, Slot::Verified)?;
     let properties = slot(&artifact.properties, Kind::BootCheck, Slot::Properties)?;
     // Boot with the firmware the image will be tagged with, whatever else says.
@@ -66,6 +85,6 @@ pub async fn run(
         report.matched_line,
         report.serial_log.display()
     );
-    artifact.booted = Some(report);
+    artifact.booted = Some(Booted::Proven(Box::new(report)));
     Ok(Outcome::Done(Some(note)))
 }

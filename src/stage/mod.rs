@@ -131,11 +131,14 @@ impl Kind {
             Kind::Tag => &[Slot::Evaluated, Slot::Build],
             Kind::Verify => &[Slot::Profile, Slot::Build],
             Kind::BootCheck => &[Slot::Properties, Slot::Verified],
+            // The boot proof gates the upload: nothing becomes visible unless every check
+            // passed (or the pipeline said, with a reason, not to boot).
             Kind::Upload => &[
                 Slot::Evaluated,
                 Slot::Build,
                 Slot::Properties,
                 Slot::Verified,
+                Slot::Booted,
             ],
             Kind::Promote => &[Slot::Profile],
         }
@@ -230,7 +233,7 @@ pub struct Artifact {
     /// Filled by `verify`.
     pub verified: Option<Verified>,
     /// Filled by `boot-check`.
-    pub booted: Option<crate::boot::BootReport>,
+    pub booted: Option<boot_check::Booted>,
     /// Filled by `upload` or `promote`.
     pub published: Option<Published>,
     /// Image bytes sent to a cloud so far, failed attempts included.
@@ -391,6 +394,15 @@ pub async fn run(
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, Error> {
+    if let Stage::BootCheck(boot_check::Options {
+        skip: Some(reason), ..
+    }) = stage
+    {
+        artifact.booted = Some(boot_check::Booted::Skipped(reason.clone()));
+        return Ok(Outcome::Skipped(format!(
+            "not booted, on purpose: {reason}"
+        )));
+    }
     if ctx.dry_run && stage.kind().has_side_effects() {
         return Ok(Outcome::Skipped(describe(stage, artifact, ctx)));
     }

@@ -78,6 +78,8 @@ pub async fn run(
     let built = slot(&artifact.build, Kind::Upload, Slot::Build)?;
     let verified = slot(&artifact.verified, Kind::Upload, Slot::Verified)?;
     let tagging = slot(&artifact.properties, Kind::Upload, Slot::Properties)?;
+    // Proven, or skipped on purpose: either way the pipeline decided before anything is sent.
+    slot(&artifact.booted, Kind::Upload, Slot::Booted)?;
     let name = ctx.image_name(&ev.profile);
 
     let mut properties = tagging.properties.clone();

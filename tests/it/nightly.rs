@@ -135,7 +135,8 @@ fn nightly_publishes_then_builds_and_sends_nothing_until_the_flake_changes() {
     );
     for profile in PROFILES {
         assert!(
-            evals[0].contains(&format!("\"{profile}\"")),
+            // The names travel as a JSON list inside a Nix string: `\"lucy\"`.
+            evals[0].contains(&format!("\\\"{profile}\\\"")),
             "the one evaluation covers {profile}: {}",
             evals[0]
         );

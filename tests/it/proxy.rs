@@ -369,14 +369,25 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         let down_shared = Arc::clone(shared);
         let down_budget = Arc::clone(&budget);
         let down_rewrite = Arc::clone(&rewrite);
+        let hold = Arc::new(AtomicBool::new(false));
+        let down_hold = Arc::clone(&hold);
         let _ = thread::Builder::new()
             .name("fault-proxy-down".into())
-            .spawn(move || copy_down(s2, c2, &down_shared, &down_budget, &down_rewrite));
+            .spawn(move || {
+                copy_down(
+                    s2,
+                    c2,
+                    &down_shared,
+                    &down_budget,
+                    &down_rewrite,
+                    &down_hold,
+                )
+            });
         let up_shared = Arc::clone(shared);
         let _ = thread::Builder::new()
             .name("fault-proxy-up".into())
             .spawn(move || {
-                let mut pump = Pump::new(client, server, up_shared, budget, rewrite);
+                let mut pump = Pump::new(client, server, up_shared, budget, rewrite, hold);
                 pump.run();
             });
     }
@@ -389,6 +400,7 @@ fn copy_down(
     shared: &Shared,
     budget: &AtomicU64,
     rewrite: &Rewrite,
+    hold_client: &AtomicBool,
 ) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -422,7 +434,9 @@ fn copy_down(
             }
         }
     }
-    let _ = client.shutdown(Shutdown::Write);
+    if !hold_client.load(Ordering::SeqCst) {
+        let _ = client.shutdown(Shutdown::Write);
+    }
 }
 
 /// Where the client-to-server parser stands.
@@ -479,6 +493,8 @@ struct Pump {
     down_budget: Arc<AtomicU64>,
     /// A rewrite for the next response.
     rewrite: Rewrite,
+    /// Set once a request was swallowed: the server's end of stream is not passed on.
+    hold_client: Arc<AtomicBool>,
 }
 
 /// A rewrite of the next response on a connection: `(from, to)`.
@@ -493,6 +509,7 @@ impl Pump {
         shared: Arc<Shared>,
         down_budget: Arc<AtomicU64>,
         rewrite: Rewrite,
+        hold_client: Arc<AtomicBool>,
     ) -> Self {
         Self {
             client,
@@ -504,6 +521,7 @@ impl Pump {
             sent: 0,
             down_budget,
             rewrite,
+            hold_client,
         }
     }
 
@@ -750,6 +768,8 @@ impl Pump {
         }
         if self.current.stalled {
             lock(&self.shared.stats).stalled += 1;
+            // The server may close its idle side; the client must still hear nothing.
+            self.hold_client.store(true, Ordering::SeqCst);
             // Its body, if any, is read and dropped by `forward`.
             return Step::Continue;
         }
