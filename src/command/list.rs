@@ -12,11 +12,12 @@ pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<Exit> {
     let mut pipelines = Vec::new();
     for (name, path) in project.pipeline_names()? {
         // A broken pipeline is still listed: `validate` is the place to explain it.
-        let description = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_saphyr::from_str::<PipelineSpec>(&t).ok())
-            .map(|s| s.description)
-            .unwrap_or_else(|| "(invalid: run `pipeline validate`)".into());
+        let description =
+            hephaestus::bounded::read_text(&path, hephaestus::bounded::MAX_CONFIG_BYTES)
+                .ok()
+                .and_then(|t| serde_saphyr::from_str::<PipelineSpec>(&t).ok())
+                .map(|s| s.description)
+                .unwrap_or_else(|| "(invalid: run `pipeline validate`)".into());
         pipelines.push((name, description));
     }
     if args.json {

@@ -264,10 +264,17 @@ fn check_image_endpoint_override(
 pub fn load_cloud_config(choice: &CloudChoice) -> Result<Loaded, Error> {
     match choice {
         CloudChoice::Named { name, file } => {
-            let text = std::fs::read_to_string(file).map_err(|source| Error::ReadConfig {
-                path: file.clone(),
-                source,
-            })?;
+            use crate::bounded;
+            let text =
+                bounded::read_text(file, bounded::MAX_CONFIG_BYTES).map_err(|e| match e {
+                    bounded::Error::Io(source) => Error::ReadConfig {
+                        path: file.clone(),
+                        source,
+                    },
+                    refused => Error::Config {
+                        message: format!("{} {refused}", file.display()),
+                    },
+                })?;
             parse_cloud_entry(&text, name, file)
         }
         CloudChoice::Environment => Ok(Loaded {

@@ -16,6 +16,8 @@ pub const STDERR_TAIL_LINES: usize = 40;
 
 /// Longest stderr line kept in the tail; a builder may print megabytes without a newline.
 const MAX_LINE_BYTES: usize = 2000;
+/// Largest stdout read from `nix` (its JSON answers are a few KiB).
+pub const MAX_STDOUT_BYTES: u64 = 64 << 20;
 
 /// How much of an unparsable stdout an error quotes.
 const EXCERPT_CHARS: usize = 200;
@@ -64,15 +66,24 @@ impl NixCommand<'_> {
         let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
         let mut out = Vec::new();
         let finished = tokio::time::timeout(timeout, async {
-            // All three at once: a child blocked on a full stdout pipe never exits.
-            let (read_out, read_err, status) = tokio::join!(
-                stdout.read_to_end(&mut out),
-                stream_stderr(stderr, &mut tail),
-                child.wait(),
-            );
-            read_out?;
-            read_err?;
-            status
+            // All three at once: a child blocked on a full stdout pipe never exits. Stdout is
+            // read up to a bound; past it the run ends (and `kill_on_drop` stops the child).
+            let read_out = async {
+                (&mut stdout)
+                    .take(MAX_STDOUT_BYTES + 1)
+                    .read_to_end(&mut out)
+                    .await?;
+                if out.len() as u64 > MAX_STDOUT_BYTES {
+                    return Err(std::io::Error::other(format!(
+                        "it printed more than {MAX_STDOUT_BYTES} bytes on stdout, more than \
+                         any answer the pipeline asks for"
+                    )));
+                }
+                Ok(())
+            };
+            let (_, _, status) =
+                tokio::try_join!(read_out, stream_stderr(stderr, &mut tail), child.wait(),)?;
+            Ok(status)
         })
         .await;
 
@@ -202,6 +213,24 @@ mod tests {
             env: &[],
         };
         assert_eq!(cmd.argv(), r"nix build 'path:/a b#images.lucy' 'it'\''s'");
+    }
+
+    #[tokio::test]
+    async fn an_endless_stdout_is_cut_at_the_bound_and_the_child_stopped() {
+        let (program, args) = sh("cat /dev/zero");
+        let cmd = NixCommand {
+            program: &program,
+            args,
+            env: &[],
+        };
+        let err = cmd.run(Duration::from_secs(600)).await.unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("cat /dev/zero"),
+            "names the argv: {err}"
+        );
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(cause.is_some_and(|c| c.contains("more than")), "{err:?}");
     }
 
     #[tokio::test]

@@ -73,12 +73,17 @@ struct RawImageInfo {
 /// Finds the image in the output `out` (a store path or an out-link to one).
 pub fn read_image_info(out: &Path) -> Result<ImageInfo> {
     let info_path = out.join(IMAGE_INFO_PATH);
-    match std::fs::read(&info_path) {
+    use crate::bounded;
+    match bounded::read(&info_path, bounded::MAX_IMAGE_INFO_BYTES) {
         Ok(bytes) => from_image_info_json(out, info_path, &bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => single_qcow2(out),
-        Err(source) => Err(Error::ImageInfoRead {
+        Err(bounded::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => single_qcow2(out),
+        Err(bounded::Error::Io(source)) => Err(Error::ImageInfoRead {
             path: info_path,
             source,
+        }),
+        Err(refused) => Err(Error::ImageInfoInvalid {
+            path: info_path,
+            problem: refused.to_string(),
         }),
     }
 }

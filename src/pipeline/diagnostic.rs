@@ -87,6 +87,15 @@ pub enum LoadError {
         /// The pipelines that do exist.
         known: String,
     },
+    /// A file is not one the pipeline reads: not a regular file, too large, not text.
+    #[error("{} {source}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::bounded::Error,
+    },
     /// A file or directory could not be read.
     #[error("cannot read {path}")]
     Read {

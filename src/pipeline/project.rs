@@ -23,9 +23,16 @@ pub struct Project {
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
+    use crate::bounded::{self, Error};
+    bounded::read_text(path, bounded::MAX_CONFIG_BYTES).map_err(|e| match e {
+        Error::Io(source) => LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        source => LoadError::Refused {
+            path: path.to_path_buf(),
+            source,
+        },
     })
 }
 

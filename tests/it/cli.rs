@@ -146,6 +146,66 @@ const BAD: &[(&str, &str, u32, &str)] = &[
         5,
         "`promote` needs the cloud to copy from",
     ),
+    (
+        "unsafe-profile-file-name",
+        "profiles/a.b.yaml",
+        0,
+        "`.` is not allowed",
+    ),
+    (
+        "attribute-injection",
+        "profiles/lucy.yaml",
+        0,
+        "not a safe flake attribute path",
+    ),
+    (
+        "attribute-quote",
+        "profiles/lucy.yaml",
+        0,
+        "`\"` is not allowed",
+    ),
+    (
+        "unsafe-pipeline-name",
+        "pipelines/publish-all.yaml",
+        1,
+        "pipeline name",
+    ),
+    (
+        "unsafe-image-name",
+        "pipelines/publish-all.yaml",
+        9,
+        "unsafe image name",
+    ),
+    (
+        "upload-without-boot-check",
+        "pipelines/publish-all.yaml",
+        8,
+        "`upload` needs `boot-check` before it",
+    ),
+    (
+        "boot-check-skip-without-reason",
+        "pipelines/publish-all.yaml",
+        8,
+        "needs a reason",
+    ),
+    (
+        "keep-tag",
+        "profiles/generic.yaml",
+        5,
+        "tag `keep` is managed by the pipeline's image lifecycle",
+    ),
+    (
+        "reserved-property",
+        "profiles/generic.yaml",
+        6,
+        "property `hephaestus_generation` is computed",
+    ),
+    (
+        "profile-tag-prefix",
+        "profiles/generic.yaml",
+        5,
+        "tag `profile:lucy`",
+    ),
 ];
 
 #[test]
@@ -154,8 +214,14 @@ fn every_bad_input_is_a_clear_error_with_exit_2() {
     for (case, file, line, message) in BAD {
         let root = project(Some(case));
         let ran = run(pipeline(root.path()).arg("validate"));
+        // Line 0: the problem concerns the whole file.
+        let at = if *line == 0 {
+            format!("{file}: ")
+        } else {
+            format!("{file}:{line}:")
+        };
         ran.expect_code(2)
-            .stderr_has(&format!("{file}:{line}:"))
+            .stderr_has(&at)
             .stderr_has(message)
             .stderr_has("fix: ");
         checked += 1;
@@ -164,12 +230,23 @@ fn every_bad_input_is_a_clear_error_with_exit_2() {
 }
 
 #[test]
+fn a_profile_that_is_a_device_is_refused_without_reading_it() {
+    // profiles/zero.yaml is a symlink to /dev/zero: read, it would never end.
+    let root = project(Some("profile-is-dev-zero"));
+    let ran = run(pipeline(root.path()).arg("validate"));
+    ran.expect_code(2)
+        .stderr_has("profiles/zero.yaml is not a regular file (it is a character device)");
+}
+
+#[test]
 fn bad_fixtures_are_all_covered() {
     let dirs = std::fs::read_dir(repo().join("fixtures/bad")).expect("fixtures/bad");
     for d in dirs {
         let name = d.expect("entry").file_name().to_string_lossy().into_owned();
         assert!(
-            name == "many-problems" || BAD.iter().any(|(case, ..)| *case == name),
+            name == "many-problems"
+                || name == "profile-is-dev-zero"
+                || BAD.iter().any(|(case, ..)| *case == name),
             "fixtures/bad/{name} has no expectation in tests/it/cli.rs"
         );
     }
