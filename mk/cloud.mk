@@ -1,4 +1,5 @@
-# cloud.mk - the local Keystone + Glance harness (two clouds on 127.0.0.1: local, local-prod).
+# cloud.mk - the local Keystone + Glance harness (clouds on 127.0.0.1: local, local-prod,
+# local-small).
 # Included by the top-level Makefile; also usable alone: make -f mk/cloud.mk cloud-up
 # Needs python3 (>= 3.10, with venv), curl and flock; Python packages come from PyPI only.
 
@@ -11,7 +12,7 @@ CLOUD_SCRIPTS := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../scripts/cloud)
 cloud-install:
 	@$(CLOUD_SCRIPTS)/install.sh >/dev/null
 
-## cloud-up: start both clouds (idempotent); writes $(CLOUD_DIR)/clouds.yaml and env.sh
+## cloud-up: start the local clouds (idempotent); writes $(CLOUD_DIR)/clouds.yaml and env.sh
 cloud-up:
 	@CLOUD_DIR='$(CLOUD_DIR)' $(CLOUD_SCRIPTS)/up.sh
 

@@ -5,6 +5,8 @@
 # SQLite databases, file store and fernet keys:
 #   local       (staging)     keystone $CLOUD_LOCAL_KEYSTONE_PORT, glance $CLOUD_LOCAL_GLANCE_PORT
 #   local-prod  (production)  keystone $CLOUD_PROD_KEYSTONE_PORT,  glance $CLOUD_PROD_GLANCE_PORT
+#   local-small (tests only)  keystone $CLOUD_SMALL_KEYSTONE_PORT, glance $CLOUD_SMALL_GLANCE_PORT,
+#                             whose Glance refuses images over $CLOUD_SMALL_SIZE_CAP bytes
 # Non-default ports so a developer's own OpenStack on 5000/9292 is left alone.
 
 CLOUD_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,7 +19,11 @@ CLOUD_LOCAL_KEYSTONE_PORT=${CLOUD_LOCAL_KEYSTONE_PORT:-15000}
 CLOUD_LOCAL_GLANCE_PORT=${CLOUD_LOCAL_GLANCE_PORT:-19292}
 CLOUD_PROD_KEYSTONE_PORT=${CLOUD_PROD_KEYSTONE_PORT:-25000}
 CLOUD_PROD_GLANCE_PORT=${CLOUD_PROD_GLANCE_PORT:-29292}
-CLOUD_NAMES="local local-prod"
+CLOUD_SMALL_KEYSTONE_PORT=${CLOUD_SMALL_KEYSTONE_PORT:-35000}
+CLOUD_SMALL_GLANCE_PORT=${CLOUD_SMALL_GLANCE_PORT:-39292}
+# Below the fixture images' size (about 0.75 MiB), so any upload there meets the cap.
+CLOUD_SMALL_SIZE_CAP=${CLOUD_SMALL_SIZE_CAP:-262144}
+CLOUD_NAMES="local local-prod local-small"
 SERVERS="keystone glance-api"
 
 LOCK_FILE=$CLOUD_SCRIPTS/requirements.lock
@@ -36,6 +42,7 @@ ports_of() { # ports_of CLOUD -> "KEYSTONE_PORT GLANCE_PORT"
   case $1 in
     local) echo "$CLOUD_LOCAL_KEYSTONE_PORT $CLOUD_LOCAL_GLANCE_PORT" ;;
     local-prod) echo "$CLOUD_PROD_KEYSTONE_PORT $CLOUD_PROD_GLANCE_PORT" ;;
+    local-small) echo "$CLOUD_SMALL_KEYSTONE_PORT $CLOUD_SMALL_GLANCE_PORT" ;;
     *) return 1 ;;
   esac
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# up.sh - start two real OpenStack clouds (Keystone 29 + Glance 32 from PyPI) on 127.0.0.1
-# for the integration tests and local runs: `local` (staging) and `local-prod` (production).
+# up.sh - start three real OpenStack clouds (Keystone 29 + Glance 32 from PyPI) on 127.0.0.1
+# for the integration tests and local runs: `local` (staging), `local-prod` (production) and
+# `local-small` (a Glance with a small image_size_cap, for the tests of that limit).
 #
 #   scripts/cloud/up.sh                  # state under $CLOUD_DIR (default <repo>/.run/cloud)
 #   . .run/cloud/env.sh                  # OS_CLIENT_CONFIG_FILE=.../clouds.yaml
@@ -37,7 +38,7 @@ summary() {
     read -r ks gl < <(ports_of "$c")
     echo "  $c: keystone http://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance http://$HOST:$gl (pid $(ours "$c" glance-api || echo -))"
   done
-  echo "  clouds: local, local-prod (user $MEMBER_USER, member of $MEMBER_PROJECT); local-admin, local-prod-admin"
+  echo "  clouds: local, local-prod, local-small (user $MEMBER_USER, member of $MEMBER_PROJECT); local-admin, local-prod-admin, local-small-admin"
   echo "  use:    . $CLOUD_DIR/env.sh && \"\$CLOUD_VENV/bin/openstack\" --os-cloud local image list"
   echo "  logs:   $CLOUD_DIR/<cloud>/log    stop: $CLOUD_SCRIPTS/down.sh"
 }
@@ -152,9 +153,12 @@ CONF
   gunicorn_conf keystone keystone.wsgi.api:application "$KS_PORT" 4 \
     "OS_KEYSTONE_CONFIG_DIR=$ETC/keystone"
 
+  size_cap=""
+  if [ "$c" = local-small ]; then size_cap="image_size_cap = $CLOUD_SMALL_SIZE_CAP"; fi
   cat > "$ETC/glance/glance-api.conf" <<CONF
 [DEFAULT]
 log_file = $LOG/glance-api.log
+$size_cap
 enabled_backends = fs:file
 enabled_import_methods = [glance-direct,web-download,copy-image]
 worker_self_reference_url = $GL_URL
@@ -293,8 +297,9 @@ cloud_entry() { # cloud_entry NAME CLOUD USER PASSWORD PROJECT
 YAML
 }
 {
-  echo "# Written by scripts/cloud/up.sh: two independent loopback clouds (local = staging,"
-  echo "# local-prod = production); the *-admin entries are for test set-up only."
+  echo "# Written by scripts/cloud/up.sh: independent loopback clouds (local = staging,"
+  echo "# local-prod = production, local-small = a small image_size_cap, for tests); the"
+  echo "# *-admin entries are for test set-up only."
   echo "clouds:"
   for c in $CLOUD_NAMES; do
     cloud_entry "$c" "$c" "$MEMBER_USER" "$(member_password "$c")" "$MEMBER_PROJECT"

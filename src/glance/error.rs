@@ -94,7 +94,7 @@ impl fmt::Display for ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Glance answered with an HTTP error status.
-    #[error("{operation}: Glance answered HTTP {status} ({kind}): {body}")]
+    #[error("{operation}: Glance answered HTTP {status} ({kind}): {body}{}", status_hint(*status))]
     Http {
         /// Method, path and cloud of the call.
         operation: String,
@@ -210,6 +210,18 @@ pub enum Error {
         /// The failed task's message, or what is known instead.
         reason: String,
     },
+}
+
+/// What an error status means for the person reading it, when the body may not say.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        413 => {
+            " (the cloud caps the size of an image, with Glance's `image_size_cap` or a \
+                storage quota: the image must be smaller, or the cloud's operator must raise \
+                the limit; trying again cannot help)"
+        }
+        _ => "",
+    }
 }
 
 impl Error {

@@ -933,3 +933,39 @@ fn fault_proxy_a_failed_import_reports_glances_reason_and_deletes_the_candidate(
     assert_current(&admin.image(&current_id), &s.stable("lucy"));
     assert_sound(&s);
 }
+
+#[test]
+fn an_image_over_the_clouds_size_cap_is_a_clear_error_without_retry_and_leaves_nothing() {
+    let _cloud = cloud::shared();
+    let copy = PipelineCopy {
+        file: "publish-all.yaml",
+        upload_options: &[],
+        boot_check: false,
+        must_say: &[],
+    };
+    // `local-small`'s Glance refuses images over 256 KiB (image_size_cap).
+    let s = Sandbox::new("size-cap", &copy, &["local-small"]);
+    let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .args([
+            "--cloud",
+            "local-small",
+            "--json",
+            "--profile",
+            "lucy",
+            "--flake",
+        ])
+        .arg(fixture_flake())
+        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(1)
+        .stderr_has("413")
+        .stderr_has("image_size_cap");
+    assert!(
+        !ran.stderr.contains("trying again on a fresh candidate"),
+        "a size cap is not retried\n{ran}"
+    );
+    let admin = Cloud::connect("local-small-admin");
+    assert_only(&admin, &s.prefix, &[]);
+}
