@@ -18,7 +18,7 @@ include mk/boot.mk
 include mk/flake.mk
 include mk/bench.mk
 
-.PHONY: help install-deps build lint test demo clean
+.PHONY: help install-deps build lint test demo fuzz clean
 
 ## help: list the targets
 help:
@@ -40,7 +40,7 @@ lint:
 ## test: lint, the flake checks, then every unit and integration test against the local clouds
 test: install-deps lint build check-flake
 	@$(MAKE) --no-print-directory cloud-up
-	@export OS_CLIENT_CONFIG_FILE='$(CLOUD_DIR)/clouds.yaml'; \
+	@export OS_CLIENT_CONFIG_FILE='$(CLOUD_DIR)/clouds.yaml' PROPTEST_CASES=$${PROPTEST_CASES:-32}; \
 	$(CARGO) test --locked; rc=$$?; \
 	$(MAKE) --no-print-directory cloud-down; exit $$rc
 
@@ -51,6 +51,10 @@ demo: install-deps build
 	@export OS_CLIENT_CONFIG_FILE='$(DEMO_CLOUD_DIR)/clouds.yaml' HEPHAESTUS_RUN_DIR='$(CURDIR)/.run/demo'; \
 	trap '$(MAKE) --no-print-directory cloud-down CLOUD_DIR="$(DEMO_CLOUD_DIR)"' EXIT; \
 	PIPELINE='$(PIPELINE)' DEMO_DIR='$(CURDIR)/.run/demo' scripts/demo.sh
+
+## fuzz: the property tests of every parser of untrusted bytes, with many cases (FUZZ_CASES)
+fuzz:
+	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --locked --release --test it -- props::
 
 ## clean: remove build output and run state (stops the local clouds first)
 clean: cloud-down

@@ -10,6 +10,7 @@ mod lifecycle;
 mod nightly;
 mod nix;
 mod prod_flake;
+mod props;
 mod promote;
 mod proxy;
 mod publish;

@@ -19,6 +19,8 @@ const V3_MIN_HEADER_LEN: u32 = 104;
 const MAX_BACKING_FILE_NAME: u32 = 1023;
 /// QEMU's own limit on the L1 table (`QCOW_MAX_L1_SIZE`, 32 MiB of entries).
 const MAX_L1_BYTES: u64 = 32 << 20;
+/// QEMU's own limit on snapshots (`QCOW_MAX_SNAPSHOTS`).
+const MAX_SNAPSHOTS: u32 = 65536;
 
 /// Incompatible feature bits (header offset 72, version 3).
 pub mod incompatible {
@@ -633,6 +635,30 @@ fn check_l1_geometry(h: &Header, file_size: u64) -> Result<(), ErrorKind> {
                 h.l1_table_offset
             )));
         }
+    }
+    // The other tables are not read here, but a header that places them outside the file
+    // (or claims more of them than QEMU allows) describes no image QEMU wrote.
+    let refcount_bytes = u64::from(h.refcount_table_clusters).saturating_mul(cluster_size);
+    if !h.refcount_table_offset.is_multiple_of(cluster_size)
+        || h.refcount_table_offset.saturating_add(refcount_bytes) > file_size
+    {
+        return Err(bad(format!(
+            "the refcount table ({} cluster(s) at {}) is not a cluster-aligned part of the \
+             {file_size}-byte file",
+            h.refcount_table_clusters, h.refcount_table_offset
+        )));
+    }
+    if h.nb_snapshots > MAX_SNAPSHOTS {
+        return Err(bad(format!(
+            "{} snapshots is above QEMU's limit of {MAX_SNAPSHOTS}",
+            h.nb_snapshots
+        )));
+    }
+    if h.nb_snapshots > 0 && h.snapshots_offset >= file_size {
+        return Err(bad(format!(
+            "the snapshot table at {} is past the end of the {file_size}-byte file",
+            h.snapshots_offset
+        )));
     }
     Ok(())
 }

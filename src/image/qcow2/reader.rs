@@ -148,6 +148,29 @@ impl GuestReader {
                 }
             )));
         }
+        // An L2 table inside the image's own metadata is a crafted loop, not a disk.
+        let h = &self.header;
+        let regions = [
+            ("the header", 0, cs),
+            (
+                "the L1 table",
+                h.l1_table_offset,
+                u64::from(h.l1_size).saturating_mul(8),
+            ),
+            (
+                "the refcount table",
+                h.refcount_table_offset,
+                u64::from(h.refcount_table_clusters).saturating_mul(cs),
+            ),
+        ];
+        if let Some((what, ..)) = regions
+            .iter()
+            .find(|(_, start, len)| host < start.saturating_add(*len) && *start < host + cs)
+        {
+            return Err(self.bad_table(format!(
+                "L1 entry {l1_index} points at an L2 table at host offset {host}, inside {what}"
+            )));
+        }
         let mut raw = vec![0u8; cs as usize];
         self.file.read_exact_at(&mut raw, host).map_err(|source| {
             self.err(ErrorKind::Io {
