@@ -246,6 +246,7 @@ fn bad_fixtures_are_all_covered() {
         assert!(
             name == "many-problems"
                 || name == "profile-is-dev-zero"
+                || name == "clouds-yaml"
                 || BAD.iter().any(|(case, ..)| *case == name),
             "fixtures/bad/{name} has no expectation in tests/it/cli.rs"
         );
@@ -424,4 +425,60 @@ fn help_teaches_with_examples() {
 fn usage_errors_exit_2() {
     run(pipeline(&repo()).args(["run"])).expect_code(2);
     run(pipeline(&repo()).args(["frobnicate"])).expect_code(2);
+}
+
+/// Every bad clouds.yaml under fixtures/bad/clouds-yaml: (file, part of the message). Each
+/// is a configuration error (exit 2) that names the file and never shows the password.
+const BAD_CLOUDS: &[(&str, &str)] = &[
+    (
+        "yaml-error-on-password.yaml",
+        "yaml-error-on-password.yaml:6:",
+    ),
+    ("numeric-password.yaml", "auth.password must be a string"),
+    ("list-password.yaml", "auth.password must be a string"),
+    (
+        "no-clouds-mapping.yaml",
+        "not a clouds.yaml with a `clouds` mapping",
+    ),
+    (
+        "bad-endpoint-override.yaml",
+        "image_endpoint_override `ftp://somewhere` is not an http(s) URL",
+    ),
+    (
+        "bad-api-timeout.yaml",
+        "api_timeout must be a positive number of seconds",
+    ),
+    (
+        "other-cloud-only.yaml",
+        "no cloud named local (it has: elsewhere)",
+    ),
+];
+
+#[test]
+fn every_bad_clouds_yaml_is_a_configuration_error_that_shows_no_secret() {
+    let dir = repo().join("fixtures/bad/clouds-yaml");
+    let files = std::fs::read_dir(&dir)
+        .expect("fixtures/bad/clouds-yaml")
+        .count();
+    assert_eq!(files, BAD_CLOUDS.len(), "every file has an expectation");
+    let root = project(None);
+    for (file, message) in BAD_CLOUDS {
+        for args in [
+            &["images", "--cloud", "local"][..],
+            &["-vv", "prune", "--cloud", "local"][..],
+        ] {
+            let mut cmd = pipeline(root.path());
+            cmd.args(args)
+                .env("OS_CLIENT_CONFIG_FILE", dir.join(file))
+                .env("RUST_LOG", "trace");
+            let ran = run(&mut cmd);
+            ran.expect_code(2).stderr_has(message);
+            for secret in ["canary-s3cret", "987654321"] {
+                assert!(
+                    !ran.stderr.contains(secret) && !ran.stdout.contains(secret),
+                    "{file}: the secret leaks\n{ran}"
+                );
+            }
+        }
+    }
 }

@@ -31,7 +31,9 @@ fn valid_disk() -> &'static (Vec<u8>, Vec<u8>) {
             .stdin
             .as_mut()
             .expect("stdin")
-            .write_all(b"label: gpt\nstart=2048, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n")
+            .write_all(
+                b"label: gpt\nstart=2048, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n",
+            )
             .expect("sfdisk input");
         assert!(sfdisk.wait().expect("sfdisk").success());
         let fat = std::process::Command::new("mformat")
@@ -200,7 +202,9 @@ fn refused(what: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
     });
     let err = match (inspected, read) {
         (Err(e), _) => e,
-        (Ok(info), Err(e)) => panic!("{what}: inspect accepted it ({info:?}) but reading failed: {e}"),
+        (Ok(info), Err(e)) => {
+            panic!("{what}: inspect accepted it ({info:?}) but reading failed: {e}")
+        }
         (Ok(info), Ok(())) => panic!("{what}: accepted: {info:?}"),
     };
     err.to_string()
@@ -216,30 +220,57 @@ fn crafted_hostile_qcow2_images_are_each_refused_clearly() {
     // 48 refcount_table_offset, 56 refcount_table_clusters, 60 nb_snapshots, 64 snapshots_offset.
     let l1_at = u64::from_be_bytes(valid_qcow2()[40..48].try_into().unwrap()) as usize;
     let cases: Vec<(&str, Box<dyn FnOnce(&mut Vec<u8>)>)> = vec![
-        ("an L1 table claiming terabytes", Box::new(|b| {
-            put_be64(b, 24, 1 << 50);
-            be32(b, 36, u32::MAX);
-        })),
+        (
+            "an L1 table claiming terabytes",
+            Box::new(|b| {
+                put_be64(b, 24, 1 << 50);
+                be32(b, 36, u32::MAX);
+            }),
+        ),
         ("cluster_bits 8", Box::new(|b| be32(b, 20, 8))),
         ("cluster_bits 40", Box::new(|b| be32(b, 20, 40))),
-        ("a virtual size of 2^63", Box::new(|b| put_be64(b, 24, 1 << 63))),
-        ("an L1 table beyond the end of the file", Box::new(|b| put_be64(b, 40, 1 << 40))),
-        ("an L2 table beyond the end of the file", Box::new(move |b| {
-            put_be64(b, l1_at, (1u64 << 63) | (1 << 40));
-        })),
-        ("an L2 table that is the L1 table itself", Box::new(move |b| {
-            put_be64(b, l1_at, (1u64 << 63) | l1_at as u64);
-        })),
-        ("a refcount table beyond the end of the file", Box::new(|b| put_be64(b, 48, 1 << 50))),
-        ("absurd refcount table clusters", Box::new(|b| be32(b, 56, u32::MAX))),
-        ("absurd snapshots", Box::new(|b| {
-            be32(b, 60, u32::MAX);
-            put_be64(b, 64, 1 << 50);
-        })),
+        (
+            "a virtual size of 2^63",
+            Box::new(|b| put_be64(b, 24, 1 << 63)),
+        ),
+        (
+            "an L1 table beyond the end of the file",
+            Box::new(|b| put_be64(b, 40, 1 << 40)),
+        ),
+        (
+            "an L2 table beyond the end of the file",
+            Box::new(move |b| {
+                put_be64(b, l1_at, (1u64 << 63) | (1 << 40));
+            }),
+        ),
+        (
+            "an L2 table that is the L1 table itself",
+            Box::new(move |b| {
+                put_be64(b, l1_at, (1u64 << 63) | l1_at as u64);
+            }),
+        ),
+        (
+            "a refcount table beyond the end of the file",
+            Box::new(|b| put_be64(b, 48, 1 << 50)),
+        ),
+        (
+            "absurd refcount table clusters",
+            Box::new(|b| be32(b, 56, u32::MAX)),
+        ),
+        (
+            "absurd snapshots",
+            Box::new(|b| {
+                be32(b, 60, u32::MAX);
+                put_be64(b, 64, 1 << 50);
+            }),
+        ),
     ];
     for (what, edit) in cases {
         let message = refused(what, edit);
         assert!(!message.is_empty(), "{what}");
-        assert!(message.contains(".tmp") || message.contains('/'), "{what}: names the file: {message}");
+        assert!(
+            message.contains(".tmp") || message.contains('/'),
+            "{what}: names the file: {message}"
+        );
     }
 }
