@@ -213,7 +213,11 @@ fn every_bad_input_is_a_clear_error_with_exit_2() {
     let mut checked = 0;
     for (case, file, line, message) in BAD {
         let root = project(Some(case));
-        let ran = run(pipeline(root.path()).arg("validate"));
+        // A bound, not a measurement: a hang is killed at 10 s and then misses exit 2.
+        let mut cmd = pipeline(root.path());
+        cmd.arg("validate")
+            .timeout(std::time::Duration::from_secs(10));
+        let ran = run(&mut cmd);
         // Line 0: the problem concerns the whole file.
         let at = if *line == 0 {
             format!("{file}: ")

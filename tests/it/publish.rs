@@ -969,3 +969,114 @@ fn an_image_over_the_clouds_size_cap_is_a_clear_error_without_retry_and_leaves_n
     let admin = Cloud::connect("local-small-admin");
     assert_only(&admin, &s.prefix, &[]);
 }
+
+/// Every file under `dir`, recursively, as text (lossy).
+fn all_text_under(dir: &Path) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => out.push_str(&all_text_under(&path)),
+            Ok(t) if t.is_file() => out.push_str(&String::from_utf8_lossy(
+                &std::fs::read(&path).unwrap_or_default(),
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("canary");
+    let run_dir = s.dir.path().join("run");
+    let real = cloud::clouds()["clouds"]["local"]["auth"]["password"]
+        .as_str()
+        .expect("the harness's password")
+        .to_owned();
+    let canary = "canary-pw-Zq81x";
+    let wrong = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local"]["auth"]["password"] = json!(canary);
+    });
+    let name = format!("{}-{{profile}}", s.prefix);
+    let commands: Vec<Vec<String>> = [
+        vec!["images", "--cloud", "local"],
+        vec![
+            "check",
+            "--cloud",
+            "local",
+            "--profile",
+            "lucy",
+            "--name",
+            &name,
+        ],
+        vec![
+            "prune",
+            "--cloud",
+            "local",
+            "--profile",
+            "lucy",
+            "--name",
+            &name,
+            "--dry-run",
+        ],
+        vec!["rollback", "lucy", "--cloud", "local", "--name", &name],
+        vec!["release", "lucy", "--cloud", "local", "--name", &name],
+        vec![
+            "promote",
+            "--from",
+            "local",
+            "--to",
+            "local-prod",
+            "--profile",
+            "lucy",
+            "--name",
+            &name,
+        ],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|a| a.to_string()).collect())
+    .collect();
+    let mut seen = String::new();
+    for clouds in [&wrong, &cloud::clouds_yaml()] {
+        for args in &commands {
+            let mut cmd = util::cloud_pipeline(clouds);
+            cmd.arg("-vv")
+                .args(args)
+                .arg("--json")
+                .env("RUST_LOG", "trace")
+                .env("HEPHAESTUS_RUN_DIR", &run_dir);
+            let ran = util::run_std(&mut cmd);
+            seen.push_str(&ran.stdout);
+            seen.push_str(&ran.stderr);
+        }
+        let mut run = s.command(&fixture_flake(), &["lucy"], clouds);
+        run.arg("-vv").env("RUST_LOG", "trace");
+        let ran = util::run_std(run.arg("--report").arg(s.dir.path().join("report.json")));
+        seen.push_str(&ran.stdout);
+        seen.push_str(&ran.stderr);
+    }
+    seen.push_str(&all_text_under(&run_dir));
+    seen.push_str(&std::fs::read_to_string(s.dir.path().join("report.json")).unwrap_or_default());
+    assert!(
+        seen.contains("authenticat"),
+        "the wrong password was refused"
+    );
+    assert!(
+        seen.contains("\"status\": \"published\""),
+        "the right one published"
+    );
+    for secret in [canary, real.as_str()] {
+        assert!(!seen.contains(secret), "a password leaks");
+    }
+    // Fernet tokens start with gAAAAA; no token, and no token header, is ever shown.
+    assert!(!seen.contains("gAAAAA"), "a token leaks");
+    assert!(
+        !seen.to_ascii_lowercase().contains("x-auth-token"),
+        "the token header leaks"
+    );
+}
