@@ -4,7 +4,9 @@
 #   2. flake.nix's outputs, evaluated with a stub nixpkgs (checks/flake-outputs.nix), declare
 #      nixosConfigurations and images for exactly the profiles in profiles/*.yaml;
 #   3. each profile module's `hephaestus.boot` equals the `boot` of its YAML;
-#   4. lint, when the tools are installed (they are optional: 1 is what catches syntax errors,
+#   4. sunraku's placeholder values (`.example`) fail evaluation through a NixOS assertion;
+#   5. the nightly module adds to allowed-users, has nix on PATH, reads its checkout read-only;
+#   6. lint, when the tools are installed (they are optional: 1 is what catches syntax errors,
 #      and both tools exit 0 on one): deadnix (unused bindings), nixpkgs-fmt --check.
 # None of this needs nixpkgs or the network; building and booting the images does (README.md).
 # Usage: nix/checks/offline.sh [REPO_ROOT]   (default: two levels above this script)
@@ -74,7 +76,41 @@ for y in profiles/*.yaml; do
 done
 [ "$failed" -eq "$before" ] && echo "check-flake: boot modes agree with profiles/*.yaml"
 
-# 4. Optional lint.
+# 4. Placeholders cannot ship: sunraku's `.example` values fail evaluation with a message
+#    naming the option to set; real values pass.
+before=$failed
+placeholders() { "$nix_instantiate" --eval --strict --json -E \
+    "import ./nix/checks/placeholders.nix { domain = \"$1\"; oidcIssuer = \"$2\"; }" 2>&1; }
+if ! out=$(placeholders vpn.hephaestus.example https://auth.hephaestus.example); then
+    fail "evaluating nix/checks/placeholders.nix failed: $out"
+else
+    for option in hephaestus.netbird.domain hephaestus.netbird.oidcIssuer; do
+        case $out in
+            *"$option is still the placeholder"*) ;;
+            *) fail "sunraku's placeholder $option does not fail evaluation: $out" ;;
+        esac
+    done
+fi
+if ! out=$(placeholders vpn.estate.org https://auth.estate.org/realms/estate) || [ "$out" != "[]" ]; then
+    fail "sunraku with real values fails an assertion: $out"
+fi
+[ "$failed" -eq "$before" ] && echo "check-flake: placeholders fail evaluation, real values pass"
+
+# 5. The nightly module adds to nix.settings.allowed-users (never replaces NixOS's [ "*" ]),
+#    puts nix on the unit's PATH, and makes the checkout read-only to the unit.
+if ! out=$("$nix_instantiate" --eval --strict --json -E 'import ./nix/checks/nightly.nix' 2>/dev/null); then
+    fail "evaluating nix/checks/nightly.nix failed (run it by hand for the error)"
+else
+    for fact in allowedUsersMerged nixOnPath checkoutReadOnly assertionsPass; do
+        case $out in
+            *"\"$fact\":true"*) ;;
+            *) fail "the nightly module breaks $fact: $out" ;;
+        esac
+    done
+    [ "$failed" -eq 0 ] && echo "check-flake: the nightly module adds to allowed-users, has nix on PATH, reads the checkout read-only"
+fi
+
+# 6. Optional lint.
 if command -v deadnix >/dev/null 2>&1; then
     if out=$(deadnix --fail nix 2>&1); then
         echo "check-flake: deadnix: no unused bindings"

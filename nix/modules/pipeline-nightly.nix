@@ -4,7 +4,7 @@
 # The run evaluates and builds NixOS images, so it talks to the host's nix daemon through
 # /nix/var/nix/daemon-socket/socket (AF_UNIX, and connecting works on the read-only /nix that
 # ProtectSystem=strict leaves): the host needs nix-daemon (the NixOS default) and must allow
-# the user (nix.settings.allowed-users, added below). The builds run in the daemon, outside
+# the user (nix.settings.allowed-users, added to below, never replaced). The builds run in the daemon, outside
 # this sandbox, with the host's substituters.
 { config, lib, pkgs, utils, ... }:
 let
@@ -76,6 +76,12 @@ in
         assertion = lib.hasPrefix "/" cfg.cloudsYaml && lib.hasPrefix "/" cfg.root;
         message = "services.hephaestus-nightly: root and cloudsYaml must be absolute paths.";
       }
+      {
+        # A host that sets its own allowed-users replaces the list this module adds to.
+        assertion = lib.any (u: u == "*" || u == name) config.nix.settings.allowed-users;
+        message = "services.hephaestus-nightly: nix.settings.allowed-users does not allow the "
+          + "user ${name}; add \"${name}\" to nix.settings.allowed-users.";
+      }
     ];
 
     users.users.${name} = {
@@ -84,15 +90,17 @@ in
       home = stateDir;
     };
     users.groups.${name} = { };
-    nix.settings.allowed-users = [ name ];
+    # At the option's default priority, so it merges with NixOS's default [ "*" ] instead of
+    # replacing it (a plain definition would lock every other user out of the daemon).
+    nix.settings.allowed-users = lib.mkOptionDefault [ name ];
 
     systemd.services.${name} = {
       description = "Hephaestus nightly image refresh";
       wants = [ "network-online.target" ];
       after = [ "network-online.target" "nix-daemon.socket" ];
       requires = [ "nix-daemon.socket" ];
-      # nix runs git to read a flake from a git checkout.
-      path = [ pkgs.git ];
+      # The pipeline runs nix; nix runs git to read a flake from a git checkout.
+      path = [ config.nix.package pkgs.git ];
 
       environment = {
         # %d: the credentials directory, where LoadCredential puts clouds.yaml.
@@ -127,6 +135,8 @@ in
           "/run/${name}"
         ] ++ cfg.extraArgs);
         WorkingDirectory = cfg.root;
+        # The checkout is read, never written, even when it lies in the state directory.
+        ReadOnlyPaths = [ cfg.root ];
         LoadCredential = [ "clouds.yaml:${cfg.cloudsYaml}" ];
 
         StateDirectory = name;

@@ -13,6 +13,14 @@
 { config, lib, ... }:
 let
   cfg = config.hephaestus.netbird;
+  # RFC 2606 reserves `.example`: a value on it is a placeholder, never a real endpoint.
+  isPlaceholder = value: builtins.match ".*[.]example(:[0-9]+)?(/.*)?" value != null;
+  placeholder = option: value: {
+    assertion = !isPlaceholder value;
+    message = "sunraku: ${option} is still the placeholder `${value}`: set ${option} to the "
+      + "real value before building the image (nix/README.md, \"What the first online build "
+      + "must confirm\").";
+  };
   secretDir = "/var/lib/hephaestus/netbird";
   secrets = {
     datastoreKey = "${secretDir}/datastore-encryption-key";
@@ -54,10 +62,15 @@ in
     hephaestus.profile = "sunraku";
     hephaestus.boot = "bios";
 
-    # Placeholders until the platform names them: confirm before the first real build
-    # (nix/README.md, "What the first online build must confirm").
+    # Placeholders until the platform names them: an image cannot be built with them, the
+    # assertions below fail evaluation naming the option to set (nix/README.md, "What the
+    # first online build must confirm").
     hephaestus.netbird.domain = lib.mkDefault "vpn.hephaestus.example";
     hephaestus.netbird.oidcIssuer = lib.mkDefault "https://auth.hephaestus.example";
+    assertions = [
+      (placeholder "hephaestus.netbird.domain" cfg.domain)
+      (placeholder "hephaestus.netbird.oidcIssuer" cfg.oidcIssuer)
+    ];
 
     services.netbird.server = {
       enable = true;
