@@ -17,6 +17,18 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
+    // A panic is a bug; its message could quote a value the program held, so only where it
+    // happened is printed (never the payload, which might hold a credential).
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "an unknown place".into());
+        eprintln!(
+            "error: internal error at {at} (a bug in pipeline; please report it with the \
+             command you ran)"
+        );
+    }));
     let result = match &cli.command {
         cli::Command::List(a) => command::list::run(&cli.root, a),
         cli::Command::Validate(a) => command::validate::run(&cli.root, a),
