@@ -210,6 +210,9 @@ fn refused(what: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
     err.to_string()
 }
 
+/// A change made to a valid image.
+type Edit = Box<dyn FnOnce(&mut Vec<u8>)>;
+
 fn be32(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
@@ -219,7 +222,7 @@ fn crafted_hostile_qcow2_images_are_each_refused_clearly() {
     // Header fields: 20 cluster_bits, 24 size, 36 l1_size, 40 l1_table_offset,
     // 48 refcount_table_offset, 56 refcount_table_clusters, 60 nb_snapshots, 64 snapshots_offset.
     let l1_at = u64::from_be_bytes(valid_qcow2()[40..48].try_into().unwrap()) as usize;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "an L1 table claiming terabytes",
             Box::new(|b| {
