@@ -44,6 +44,9 @@ impl Env for ProcessEnv {
     }
 }
 
+/// The cloud name (openstacksdk's) that stands for the `OS_*` variables.
+pub const ENVVARS: &str = "envvars";
+
 /// The cloud to talk to, decided before any file is parsed or request sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloudChoice {
@@ -75,6 +78,18 @@ pub fn choose_cloud(explicit: Option<&str>, env: &impl Env) -> Result<CloudChoic
         .map(str::to_owned)
         .filter(|n| !n.is_empty())
         .or_else(|| env.var("OS_CLOUD"));
+    // openstacksdk's name for the cloud the OS_* variables describe: it lets a pipeline
+    // that names a cloud run on credentials from the environment (CI, timers).
+    if name.as_deref() == Some(ENVVARS) {
+        if env.var("OS_AUTH_URL").is_some() || env.var("OS_AUTH_TYPE").is_some() {
+            return Ok(CloudChoice::Environment);
+        }
+        return Err(Error::Config {
+            message: format!(
+                "cloud `{ENVVARS}` means the OS_* variables, and OS_AUTH_URL is not set"
+            ),
+        });
+    }
     if let Some(name) = name {
         let file = find_clouds_yaml(env)?;
         return Ok(CloudChoice::Named { name, file });
@@ -483,5 +498,20 @@ mod tests {
             }
             assert!(shown.contains(expected), "{line:?}: {shown}");
         }
+    }
+
+    #[test]
+    fn envvars_names_the_environment_cloud() {
+        let env = FakeEnv(
+            HashMap::from([("OS_AUTH_URL", "http://k/v3".to_owned())]),
+            None,
+        );
+        assert_eq!(
+            choose_cloud(Some("envvars"), &env).unwrap(),
+            CloudChoice::Environment
+        );
+        let none = FakeEnv(HashMap::new(), None);
+        let err = choose_cloud(Some("envvars"), &none).unwrap_err();
+        assert!(err.to_string().contains("OS_AUTH_URL is not set"), "{err}");
     }
 }

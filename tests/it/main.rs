@@ -3,6 +3,7 @@ mod boot;
 mod build;
 mod cli;
 mod cloud;
+mod credentials;
 mod glance;
 mod image;
 mod layers;
