@@ -29,6 +29,9 @@ pub struct Profile {
     pub tags: Vec<String>,
     /// The file it was read from.
     pub file: PathBuf,
+    /// SCS image metadata: the profile's own values, then (in a plan) the pipeline's
+    /// defaults under them.
+    pub metadata: crate::scs::Metadata,
 }
 
 /// The platform policy after validation.

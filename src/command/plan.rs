@@ -52,7 +52,11 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         .map_err(|e| super::UsageError(e.to_string()))
         .with_context(|| format!("profile {}", profile.name))?;
         let image_name = plan.image_name(&profile.name);
-        let tagging = tag::tag(&ev, &plan.pipeline, &image_name, None);
+        let facts = tag::Facts {
+            built_at: time::OffsetDateTime::now_utc(),
+            keep: plan.keep(),
+        };
+        let tagging = tag::tag(&ev, &plan.pipeline, &image_name, None, facts);
         profiles.push((ev, image_name, tagging));
     }
     if args.json {

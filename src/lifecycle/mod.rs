@@ -127,7 +127,10 @@ pub enum ReservedKey {
 pub fn reserved_key(key: &str) -> Option<ReservedKey> {
     if FIRMWARE_KEYS.contains(&key) {
         Some(ReservedKey::Firmware)
-    } else if COMPUTED_KEYS.contains(&key) || key.starts_with(RESERVED_KEY_PREFIX) {
+    } else if COMPUTED_KEYS.contains(&key)
+        || crate::scs::KEYS.contains(&key)
+        || key.starts_with(RESERVED_KEY_PREFIX)
+    {
         Some(ReservedKey::Computed)
     } else {
         None
@@ -652,7 +655,12 @@ pub(crate) mod tests {
             reserved_key("owner_specified.openstack.md5"),
             Some(ReservedKey::Computed)
         );
-        assert_eq!(reserved_key("hw_qemu_guest_agent"), None);
+        // The SCS keys are computed from `image_metadata:` (the guest agent among them).
+        assert_eq!(
+            reserved_key("hw_qemu_guest_agent"),
+            Some(ReservedKey::Computed)
+        );
+        assert_eq!(reserved_key("hw_watchdog_action"), None);
     }
 
     #[test]

@@ -66,6 +66,18 @@ impl Plan {
         stable_name(self.name_template(), profile)
     }
 
+    /// Generations kept by retention (`keep` of upload or promote): SCS's `uuid_validity`.
+    pub fn keep(&self) -> u32 {
+        self.stages
+            .iter()
+            .find_map(|s| match s {
+                Stage::Upload(o) => o.keep,
+                Stage::Promote(o) => o.keep,
+                _ => None,
+            })
+            .unwrap_or(crate::lifecycle::DEFAULT_KEEP)
+    }
+
     /// Which clouds the stages talk to.
     pub fn clouds_needed(&self) -> CloudsNeeded {
         let mut needed = CloudsNeeded::default();

@@ -2,7 +2,7 @@
 //! its pipelines are.
 
 use super::diagnostic::{parse_yaml, Diagnostic, LoadError};
-use super::spec::{location_of, PolicySpec, ProfileSpec};
+use super::spec::{location_of, ImageMetadataSpec, PolicySpec, ProfileSpec};
 use crate::lifecycle::{reserved_key, reserved_tag, ReservedKey};
 use crate::profile::{Policy, Profile};
 use std::collections::{BTreeMap, BTreeSet};
@@ -270,6 +270,19 @@ fn check_profile(
             ));
         }
     }
+    for (loc, problem) in spec
+        .image_metadata
+        .as_ref()
+        .map(ImageMetadataSpec::problems)
+        .unwrap_or_default()
+    {
+        out.push(Diagnostic::at(
+            file,
+            loc,
+            problem,
+            "use one of the values SCS-0102 allows (README, \"Glance properties\")",
+        ));
+    }
     for (what, value) in [("min_disk", spec.min_disk), ("min_ram", spec.min_ram)] {
         if value == Some(0) {
             out.push(Diagnostic::whole_file(
@@ -297,5 +310,10 @@ fn profile_from_spec(spec: ProfileSpec, stem: &str, file: PathBuf) -> Profile {
             .collect(),
         tags: spec.tags.into_iter().map(|t| t.value).collect(),
         file,
+        metadata: spec
+            .image_metadata
+            .as_ref()
+            .map(ImageMetadataSpec::values)
+            .unwrap_or_default(),
     }
 }

@@ -46,6 +46,7 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
         flake: plan.flake.as_deref(),
         root: &project.root,
         name_template: plan.name_template(),
+        keep: plan.keep(),
         policy: &project.policy,
         profiles: &plan.profiles,
         dry_run: opts.dry_run,

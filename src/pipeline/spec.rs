@@ -41,6 +41,75 @@ pub struct ProfileSpec {
     /// Extra Glance tags.
     #[serde(default)]
     pub tags: Vec<Spanned<String>>,
+    /// SCS image metadata over the pipeline's defaults.
+    #[serde(default)]
+    pub image_metadata: Option<ImageMetadataSpec>,
+}
+
+/// `image_metadata:` of a pipeline (defaults) or a profile (overrides): the SCS-0102
+/// properties a person decides (the rest is computed).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageMetadataSpec {
+    /// `generic`, `minimal`, `capinode`, `gpu`, `network`, `appliance` or `custom`.
+    #[serde(default)]
+    pub os_purpose: Option<Spanned<String>>,
+    /// `yearly` … `daily`, `critical_bug` or `never`.
+    #[serde(default)]
+    pub replace_frequency: Option<Spanned<String>>,
+    /// `YYYY-MM-DD`, `none` or `notice`.
+    #[serde(default)]
+    pub provided_until: Option<Spanned<String>>,
+    /// Hours to a new image after a critical fix is available.
+    #[serde(default)]
+    pub hotfix_hours: Option<u32>,
+    /// An http(s) URL of the image's source, or `private`.
+    #[serde(default)]
+    pub image_source: Option<Spanned<String>>,
+    /// The default login user, or `none`.
+    #[serde(default)]
+    pub image_original_user: Option<Spanned<String>>,
+    /// An operating-system-specific patch level.
+    #[serde(default)]
+    pub patchlevel: Option<String>,
+    /// The image runs the QEMU guest agent.
+    #[serde(default)]
+    pub guest_agent: Option<bool>,
+}
+
+impl ImageMetadataSpec {
+    /// The values, without their locations.
+    pub fn values(&self) -> crate::scs::Metadata {
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.value.clone());
+        crate::scs::Metadata {
+            os_purpose: text(&self.os_purpose),
+            replace_frequency: text(&self.replace_frequency),
+            provided_until: text(&self.provided_until),
+            hotfix_hours: self.hotfix_hours,
+            image_source: text(&self.image_source),
+            image_original_user: text(&self.image_original_user),
+            patchlevel: self.patchlevel.clone(),
+            guest_agent: self.guest_agent,
+        }
+    }
+
+    /// Every value the standard does not allow: its location and why.
+    pub fn problems(&self) -> Vec<(Location, String)> {
+        let mut out = Vec::new();
+        let mut check = |v: &Option<Spanned<String>>, f: fn(&str) -> Result<(), String>| {
+            if let Some(v) = v {
+                if let Err(e) = f(&v.value) {
+                    out.push((location_of(v), e));
+                }
+            }
+        };
+        check(&self.os_purpose, crate::scs::check_os_purpose);
+        check(&self.replace_frequency, crate::scs::check_replace_frequency);
+        check(&self.provided_until, crate::scs::check_provided_until);
+        check(&self.image_source, crate::scs::check_image_source);
+        check(&self.image_original_user, crate::scs::check_original_user);
+        out
+    }
 }
 
 /// `profiles/policy.yaml`: the platform's firmware rule.
@@ -75,6 +144,9 @@ pub struct PipelineSpec {
     pub flake: Option<String>,
     /// The chain every profile goes through, in order.
     pub stages: Spanned<Vec<Spanned<StageEntry>>>,
+    /// SCS image-metadata defaults of this pipeline's images; profiles may override them.
+    #[serde(default)]
+    pub image_metadata: Option<ImageMetadataSpec>,
 }
 
 /// Which profiles a pipeline runs.

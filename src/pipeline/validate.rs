@@ -150,6 +150,21 @@ fn check_pipeline(
         None => DEFAULT_CONCURRENCY,
     };
 
+    let defaults = match &spec.image_metadata {
+        Some(m) => {
+            for (loc, problem) in m.problems() {
+                out.push(Diagnostic::at(
+                    file,
+                    loc,
+                    problem,
+                    "use one of the values SCS-0102 allows (README, \"Glance properties\")",
+                ));
+            }
+            m.values()
+        }
+        None => crate::scs::Metadata::default(),
+    };
+
     Some(Plan {
         pipeline: spec.name.value,
         description: spec.description,
@@ -161,6 +176,11 @@ fn check_pipeline(
         profiles: selected
             .iter()
             .filter_map(|name| project.profiles.get(name).cloned())
+            .map(|mut p| {
+                // The profile's own values over the pipeline's defaults.
+                p.metadata = p.metadata.over(&defaults);
+                p
+            })
             .collect(),
     })
 }
@@ -504,7 +524,7 @@ mod tests {
         // `keep` on a profile would land on every image of it: retention would never prune.
         let dir = project_with(&[(
             "profiles/lucy.yaml",
-            "name: lucy\ndescription: d\nrole: r\nboot: uefi\ntags:\n  - kubernetes\n  - keep\n  - current\n  - profile:x\nproperties:\n  hephaestus_anything: x\n  hw_machine_type: pc\n  hw_qemu_guest_agent: 'yes'\n",
+            "name: lucy\ndescription: d\nrole: r\nboot: uefi\ntags:\n  - kubernetes\n  - keep\n  - current\n  - profile:x\nproperties:\n  hephaestus_anything: x\n  hw_machine_type: pc\n  hw_watchdog_action: reset\n",
         )]);
         let (project, ds) = Project::load(dir.path()).expect("load");
         let found: Vec<(u64, &str)> = ds.iter().map(|d| (d.line, d.message.as_str())).collect();

@@ -44,6 +44,10 @@ pub struct Evaluated {
     pub extra_properties: BTreeMap<String, String>,
     /// The profile's extra tags.
     pub extra_tags: Vec<String>,
+    /// The profile's description (SCS `image_description`).
+    pub description: String,
+    /// SCS image metadata, the pipeline's defaults under the profile's values.
+    pub metadata: crate::scs::Metadata,
 }
 
 /// Resolve `profile` for the flake `flake` (relative to `root`).
@@ -68,6 +72,8 @@ pub fn evaluate(
         min_ram: profile.min_ram,
         extra_properties: profile.properties.clone(),
         extra_tags: profile.tags.clone(),
+        description: profile.description.clone(),
+        metadata: profile.metadata.clone(),
     })
 }
 

@@ -268,6 +268,8 @@ pub struct Context<'a> {
     pub root: &'a Path,
     /// The stable image name template (`{profile}` replaced).
     pub name_template: &'a str,
+    /// Generations retention keeps (SCS's `uuid_validity`).
+    pub keep: u32,
     /// The firmware policy.
     pub policy: &'a Policy,
     /// Every profile of the run (stages that work on all of them at once, like

@@ -39,8 +39,23 @@ pub fn digest_properties(d: &Digests) -> [(&'static str, String); 2] {
     ]
 }
 
+/// When an image was built and how deep its family is kept: what its SCS properties need.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// When the run that built it began (SCS `image_build_date`).
+    pub built_at: time::OffsetDateTime,
+    /// Generations kept (SCS `uuid_validity`).
+    pub keep: u32,
+}
+
 /// The properties of `ev` for `pipeline`, with the build's facts when it is built.
-pub fn tag(ev: &Evaluated, pipeline: &str, image_name: &str, build: Option<&Built>) -> Properties {
+pub fn tag(
+    ev: &Evaluated,
+    pipeline: &str,
+    image_name: &str,
+    build: Option<&Built>,
+    facts: Facts,
+) -> Properties {
     let mut properties = BTreeMap::new();
     let mut pending = BTreeMap::new();
     // Profile extras first, so that nothing computed below can be shadowed by them
@@ -61,6 +76,10 @@ pub fn tag(ev: &Evaluated, pipeline: &str, image_name: &str, build: Option<&Buil
     set(keys::ROLE, &ev.role);
     set(keys::PIPELINE, pipeline);
     set(keys::SDK_OBJECT, &format!("images/{image_name}"));
+    for (k, v) in crate::scs::properties(&ev.metadata, &ev.description, facts.built_at, facts.keep)
+    {
+        set(k, &v);
+    }
     match build {
         Some(b) => {
             set(keys::OS_VERSION, b.image.label.as_deref().unwrap_or(""));
@@ -110,7 +129,11 @@ pub fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super:
     } else {
         Some(slot(&artifact.build, Kind::Tag, Slot::Build)?)
     };
-    let t = tag(ev, ctx.pipeline, &ctx.image_name(&ev.profile), built);
+    let facts = Facts {
+        built_at: ctx.started_at,
+        keep: ctx.keep,
+    };
+    let t = tag(ev, ctx.pipeline, &ctx.image_name(&ev.profile), built, facts);
     let note = format!("{} properties, {} tags", t.properties.len(), t.tags.len());
     artifact.properties = Some(t);
     Ok(Outcome::Done(Some(note)))
@@ -131,8 +154,20 @@ mod tests {
             installable: "path:/x#images.lucy".into(),
             min_disk: None,
             min_ram: None,
-            extra_properties: BTreeMap::from([("hw_qemu_guest_agent".into(), "yes".into())]),
+            extra_properties: BTreeMap::from([("hw_watchdog_action".into(), "reset".into())]),
             extra_tags: vec!["kubernetes".into()],
+            description: "a node".into(),
+            metadata: crate::scs::Metadata {
+                guest_agent: Some(true),
+                ..crate::scs::Metadata::default()
+            },
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            built_at: time::macros::datetime!(2026-12-02 12:00 UTC),
+            keep: 3,
         }
     }
 
@@ -143,6 +178,7 @@ mod tests {
             "publish-all",
             "hephaestus-lucy",
             None,
+            facts(),
         );
         assert_eq!(t.properties["hw_firmware_type"], "uefi");
         assert_eq!(t.properties["hw_machine_type"], "q35");
@@ -158,6 +194,7 @@ mod tests {
             "publish-all",
             "hephaestus-lucy",
             None,
+            facts(),
         );
         assert_eq!(t.properties["hw_firmware_type"], "bios");
         assert!(!t.properties.contains_key("hw_machine_type"));
@@ -168,7 +205,7 @@ mod tests {
         let mut ev = evaluated(Boot::Uefi);
         ev.extra_properties
             .insert("hw_firmware_type".into(), "bios".into());
-        let t = tag(&ev, "p", "n", None);
+        let t = tag(&ev, "p", "n", None, facts());
         assert_eq!(t.properties["hw_firmware_type"], "uefi");
     }
 
@@ -177,7 +214,7 @@ mod tests {
         // Validation refuses reserved keys in profiles; this keeps the two from drifting.
         let mut ev = evaluated(Boot::Uefi);
         ev.extra_properties.clear();
-        let t = tag(&ev, "p", "n", None);
+        let t = tag(&ev, "p", "n", None, facts());
         for key in t.properties.keys().chain(t.pending.keys()) {
             assert!(
                 reserved_key(key).is_some(),
@@ -190,7 +227,7 @@ mod tests {
     #[test]
     fn build_facts_fill_pending_properties_and_the_upload_adds_the_digests() {
         let ev = evaluated(Boot::Uefi);
-        let without = tag(&ev, "p", "n", None);
+        let without = tag(&ev, "p", "n", None, facts());
         assert!(without.pending.contains_key(keys::STORE_PATH));
         let store_path =
             crate::nix::StorePath::new("/nix/store/0123456789abcdfghijklmnpqrsvwxyz-image")
@@ -213,7 +250,7 @@ mod tests {
             nar_size: 1,
             generation: "202611261200-01234567".into(),
         };
-        let with = tag(&ev, "p", "n", Some(&built));
+        let with = tag(&ev, "p", "n", Some(&built), facts());
         assert_eq!(with.properties[keys::OS_VERSION], "25.11");
         assert_eq!(with.properties[keys::GENERATION], "202611261200-01234567");
         assert!(!with.pending.contains_key(keys::STORE_PATH));

@@ -103,7 +103,8 @@ pub async fn run(
             os_hidden: true,
             tags: Vec::new(),
             min_disk: Some(ev.min_disk.unwrap_or(0).max(disk_gib)),
-            min_ram: ev.min_ram,
+            // SCS-0102 makes min_ram mandatory.
+            min_ram: Some(ev.min_ram.unwrap_or(crate::scs::DEFAULT_MIN_RAM)),
             properties,
         },
         tags: tagging.tags.clone(),

@@ -201,6 +201,12 @@ const BAD: &[(&str, &str, u32, &str)] = &[
         "property `hephaestus_generation` is computed",
     ),
     (
+        "scs-bad-purpose",
+        "profiles/lucy.yaml",
+        6,
+        "os_purpose `k8snode` is not allowed by SCS-0102",
+    ),
+    (
         "profile-tag-prefix",
         "profiles/generic.yaml",
         5,

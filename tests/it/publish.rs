@@ -170,6 +170,54 @@ fn publish_all_five_profiles_and_openstack_cli_reads_back_firmware_and_hashes() 
             assert_eq!(field("hw_firmware_type"), "uefi", "{profile}: {image:#}");
             assert_eq!(field("hw_machine_type"), "q35", "{profile}: {image:#}");
         }
+        // SCS-0102: the mandatory properties, with values the standard allows.
+        let purpose = match *profile {
+            "sunraku" => "network",
+            "generic" => "generic",
+            _ => "custom",
+        };
+        assert_eq!(field("os_purpose"), purpose, "{profile}: {image:#}");
+        for (key, value) in [
+            ("hypervisor_type", "qemu"),
+            ("hw_disk_bus", "scsi"),
+            ("hw_scsi_model", "virtio-scsi"),
+            ("hw_rng_model", "virtio"),
+            ("image_original_user", "none"),
+            ("image_source", "private"),
+            ("replace_frequency", "critical_bug"),
+            ("provided_until", "none"),
+            ("uuid_validity", "last-3"),
+            ("hw_qemu_guest_agent", "yes"),
+            ("os_require_quiesce", "yes"),
+            ("architecture", "x86_64"),
+            ("os_distro", "nixos"),
+        ] {
+            assert_eq!(field(key), value, "{profile}: {key}\n{image:#}");
+        }
+        assert!(
+            field("image_description")
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{image:#}"
+        );
+        assert!(
+            field("min_ram").as_u64().is_some_and(|r| r > 0),
+            "{image:#}"
+        );
+        // Built before it was registered: `YYYY-MM-DD hh:mm` sorts as time does.
+        let built = field("image_build_date")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let created = field("created_at")
+            .as_str()
+            .unwrap_or_default()
+            .replace('T', " ");
+        assert_eq!(built.len(), 16, "{image:#}");
+        assert!(
+            built[..16] <= created[..16],
+            "built {built}, registered {created}"
+        );
         // Glance's own hashes of what it stored equal ours.
         assert_eq!(field("os_hash_algo"), "sha512", "{image:#}");
         assert_eq!(field("os_hash_value"), e["sha512"], "{profile}: sha512");
