@@ -188,7 +188,6 @@ fn publish_all_five_profiles_and_openstack_cli_reads_back_firmware_and_hashes() 
             ("provided_until", "none"),
             ("uuid_validity", "last-3"),
             ("hw_qemu_guest_agent", "yes"),
-            ("os_require_quiesce", "yes"),
             ("architecture", "x86_64"),
             ("os_distro", "nixos"),
         ] {
