@@ -4,8 +4,11 @@
 //! osauth 0.5 only looks for `clouds.yaml` in the current directory, `~/.config/openstack`
 //! and `/etc/openstack`, and ignores `OS_CLIENT_CONFIG_FILE`. So the file is found and read
 //! here and its entry handed to osauth as a [`CloudConfig`]; osauth still does the
-//! authentication, token refresh and catalog lookup. `secure.yaml` and `clouds-public.yaml`
-//! profiles are not merged.
+//! authentication, token refresh and catalog lookup. As openstacksdk does, the entry is laid
+//! over its vendor profile (`profile:`, from `clouds-public.yaml`), `secure.yaml`'s entry of
+//! the same name is deep-merged over it (`OS_CLIENT_SECURE_FILE`, else `./`,
+//! `~/.config/openstack/`, `/etc/openstack/`), and `OS_REGION_NAME` / `OS_INTERFACE` fill a
+//! region or interface the entry leaves open.
 //!
 //! A cloud entry may set openstacksdk's `image_endpoint_override`: Glance is then reached at
 //! that URL instead of the catalog's image endpoint, while the token still comes from
@@ -140,11 +143,6 @@ pub fn find_clouds_yaml(env: &impl Env) -> Result<PathBuf, Error> {
         })
 }
 
-#[derive(serde::Deserialize)]
-struct CloudsFile {
-    clouds: BTreeMap<String, serde_json::Value>,
-}
-
 /// A cloud entry: osauth's configuration plus the keys this client reads itself.
 #[derive(Debug)]
 pub struct Loaded {
@@ -166,8 +164,18 @@ pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<CloudCon
 
 /// [`parse_clouds_yaml`], with the keys this client reads itself.
 pub fn parse_cloud_entry(text: &str, name: &str, path: &Path) -> Result<Loaded, Error> {
-    // Neither the parser's snippet nor its message is shown: either may quote a password.
-    let file: CloudsFile = serde_saphyr::from_str(text).map_err(|e| Error::Config {
+    let entry = entry_of(text, name, path)?;
+    finish_entry(entry, name, path)
+}
+
+/// The YAML of a clouds.yaml-like file (`clouds:` or `public-clouds:` at the top), never
+/// quoting it in an error (it may hold a secret).
+fn yaml_mapping(
+    text: &str,
+    key: &str,
+    path: &Path,
+) -> Result<BTreeMap<String, serde_json::Value>, Error> {
+    let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| Error::Config {
         message: match e.location() {
             Some(at) => format!(
                 "{}:{}:{}: not valid YAML, or not a clouds.yaml with a `clouds` mapping (the \
@@ -183,15 +191,49 @@ pub fn parse_cloud_entry(text: &str, name: &str, path: &Path) -> Result<Loaded, 
             ),
         },
     })?;
-    let Some(entry) = file.clouds.get(name) else {
-        return Err(Error::Config {
+    match doc.get(key) {
+        Some(serde_json::Value::Object(map)) => Ok(map.clone().into_iter().collect()),
+        _ => Err(Error::Config {
             message: format!(
-                "{}: no cloud named {name} (it has: {})",
-                path.display(),
-                file.clouds.keys().cloned().collect::<Vec<_>>().join(", ")
+                "{}: not valid YAML, or not a clouds.yaml with a `{key}` mapping",
+                path.display()
             ),
-        });
-    };
+        }),
+    }
+}
+
+/// Cloud `name`'s entry of the clouds.yaml text.
+fn entry_of(text: &str, name: &str, path: &Path) -> Result<serde_json::Value, Error> {
+    let clouds = yaml_mapping(text, "clouds", path)?;
+    clouds.get(name).cloned().ok_or_else(|| Error::Config {
+        message: format!(
+            "{}: no cloud named {name} (it has: {})",
+            path.display(),
+            clouds.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
+/// `over` merged into `base`, maps key by key (openstacksdk's deep merge).
+fn deep_merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => deep_merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// The checks and conversion of a (merged) entry.
+fn finish_entry(entry: serde_json::Value, name: &str, path: &Path) -> Result<Loaded, Error> {
+    let entry = &entry;
     check_image_endpoint_override(entry, name, path)?;
     let mut entry = entry.clone();
     let api_timeout = match entry.as_object_mut().and_then(|o| o.remove(API_TIMEOUT)) {
@@ -277,20 +319,94 @@ fn check_image_endpoint_override(
 
 /// Loads the configuration of a chosen cloud.
 pub fn load_cloud_config(choice: &CloudChoice) -> Result<Loaded, Error> {
+    load_cloud_config_with(choice, &ProcessEnv)
+}
+
+/// Reads a small configuration file, refusing anything but a regular file under 1 MiB.
+fn read_config(file: &Path) -> Result<String, Error> {
+    use crate::bounded;
+    bounded::read_text(file, bounded::MAX_CONFIG_BYTES).map_err(|e| match e {
+        bounded::Error::Io(source) => Error::ReadConfig {
+            path: file.to_path_buf(),
+            source,
+        },
+        refused => Error::Config {
+            message: format!("{} {refused}", file.display()),
+        },
+    })
+}
+
+/// `name` in the directories openstacksdk searches: `./`, `~/.config/openstack/`,
+/// `/etc/openstack/` (after `variable`, when it names a file).
+fn find_companion(env: &impl Env, variable: &str, name: &str) -> Result<Option<PathBuf>, Error> {
+    if let Some(file) = env.var(variable) {
+        let file = PathBuf::from(file);
+        return if file.is_file() {
+            Ok(Some(file))
+        } else {
+            Err(Error::Config {
+                message: format!("{variable} names {}, which does not exist", file.display()),
+            })
+        };
+    }
+    let mut candidates = vec![PathBuf::from(name)];
+    if let Some(home) = env.home_dir() {
+        candidates.push(home.join(".config/openstack").join(name));
+    }
+    candidates.push(Path::new("/etc/openstack").join(name));
+    Ok(candidates.into_iter().find(|p| p.is_file()))
+}
+
+/// [`load_cloud_config`] with the given environment: the clouds.yaml entry over its vendor
+/// profile (`profile:` of clouds-public.yaml), with secure.yaml's entry deep-merged over it,
+/// as openstacksdk reads them.
+pub fn load_cloud_config_with(choice: &CloudChoice, env: &impl Env) -> Result<Loaded, Error> {
     match choice {
         CloudChoice::Named { name, file } => {
-            use crate::bounded;
-            let text =
-                bounded::read_text(file, bounded::MAX_CONFIG_BYTES).map_err(|e| match e {
-                    bounded::Error::Io(source) => Error::ReadConfig {
-                        path: file.clone(),
-                        source,
-                    },
-                    refused => Error::Config {
-                        message: format!("{} {refused}", file.display()),
-                    },
-                })?;
-            parse_cloud_entry(&text, name, file)
+            let mut entry = entry_of(&read_config(file)?, name, file)?;
+            if let Some(profile) = entry.as_object_mut().and_then(|o| o.remove("profile")) {
+                let profile = profile.as_str().unwrap_or_default().to_string();
+                let Some(public) =
+                    find_companion(env, "OS_CLIENT_VENDOR_FILE", "clouds-public.yaml")?
+                else {
+                    return Err(Error::Config {
+                        message: format!(
+                            "{}: cloud {name} uses profile `{profile}`, and no clouds-public.yaml \
+                             was found (./, ~/.config/openstack/, /etc/openstack/)",
+                            file.display()
+                        ),
+                    });
+                };
+                let vendors = yaml_mapping(&read_config(&public)?, "public-clouds", &public)?;
+                let Some(vendor) = vendors.get(&profile).cloned() else {
+                    return Err(Error::Config {
+                        message: format!(
+                            "{}: no profile `{profile}` (it has: {})",
+                            public.display(),
+                            vendors.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                };
+                let mut merged = vendor;
+                deep_merge(&mut merged, entry);
+                entry = merged;
+            }
+            // A region or interface the entry leaves open comes from the environment.
+            for (key, variable) in [
+                ("region_name", "OS_REGION_NAME"),
+                ("interface", "OS_INTERFACE"),
+            ] {
+                if let (Some(obj), Some(value)) = (entry.as_object_mut(), env.var(variable)) {
+                    obj.entry(key).or_insert(serde_json::Value::String(value));
+                }
+            }
+            if let Some(secure) = find_companion(env, "OS_CLIENT_SECURE_FILE", "secure.yaml")? {
+                let secrets = yaml_mapping(&read_config(&secure)?, "clouds", &secure)?;
+                if let Some(own) = secrets.get(name) {
+                    deep_merge(&mut entry, own.clone());
+                }
+            }
+            finish_entry(entry, name, file)
         }
         CloudChoice::Environment => Ok(Loaded {
             config: CloudConfig::from_env().map_err(|e| Error::Config {

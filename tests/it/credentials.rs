@@ -118,3 +118,65 @@ fn an_application_credential_publishes_from_clouds_yaml_and_from_the_environment
     let admin = Cloud::connect("local-admin");
     assert_current(&admin.image(&second), &s.stable("lucy"));
 }
+
+#[test]
+fn secure_yaml_and_a_clouds_public_profile_complete_a_clouds_yaml_entry() {
+    let _cloud = cloud::shared();
+    let copy = PipelineCopy {
+        file: "publish-all.yaml",
+        upload_options: &[],
+        boot_check: false,
+        must_say: &[],
+    };
+    let s = Sandbox::new("secure-yaml", &copy, &["local"]);
+    let doc = cloud::clouds();
+    let local = doc["clouds"]["local"].clone();
+    let dir = s.dir.path();
+    // clouds.yaml: no password and no auth_url; the vendor profile has the URL and region,
+    // secure.yaml the password, as openstacksdk splits them.
+    let mut partial = local.clone();
+    partial["profile"] = json!("lab");
+    partial["auth"].as_object_mut().unwrap().remove("password");
+    partial["auth"].as_object_mut().unwrap().remove("auth_url");
+    partial.as_object_mut().unwrap().remove("region_name");
+    std::fs::write(
+        dir.join("clouds.yaml"),
+        serde_json::to_string(&json!({ "clouds": { "split": partial } })).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("clouds-public.yaml"),
+        serde_json::to_string(&json!({ "public-clouds": { "lab": {
+            "auth": { "auth_url": local["auth"]["auth_url"] },
+            "region_name": local["region_name"],
+        }}}))
+        .unwrap(),
+    )
+    .unwrap();
+    let secure = dir.join("secrets.yaml");
+    std::fs::write(
+        &secure,
+        serde_json::to_string(&json!({ "clouds": { "split": { "auth": {
+            "password": local["auth"]["password"],
+        }}}}))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut cmd = util::cloud_pipeline(&dir.join("clouds.yaml"));
+    cmd.current_dir(dir)
+        .env("OS_CLIENT_SECURE_FILE", &secure)
+        .arg("run")
+        .arg(&s.pipeline)
+        .args(["--cloud", "split", "--json", "--profile", "lucy", "--flake"])
+        .arg(fixture_flake())
+        .env("HEPHAESTUS_RUN_DIR", dir.join("run"));
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(0);
+    let r = report(&ran);
+    assert_eq!(text(entry(&r, "lucy"), "status"), "published", "{ran}");
+    // Without secure.yaml the password is missing: the entry alone cannot authenticate.
+    let mut cmd = util::cloud_pipeline(&dir.join("clouds.yaml"));
+    cmd.current_dir(dir).args(["images", "--cloud", "split"]);
+    let ran = util::run_std(&mut cmd);
+    assert_ne!(ran.code, 0, "no password, no session\n{ran}");
+}
