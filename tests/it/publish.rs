@@ -1127,3 +1127,56 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
         "the token header leaks"
     );
 }
+
+#[test]
+fn fault_proxy_a_publish_that_outlasts_its_token_still_succeeds() {
+    // local-prod's tokens live 60 s (the harness's CLOUD_PROD_TOKEN_SECONDS): the boot check
+    // and an upload throttled to about 80 s outlast the token the run began with, so every
+    // call after the long PUT needs a new one.
+    let _cloud = cloud::shared();
+    let s = Sandbox::new(
+        "token-expiry",
+        &PipelineCopy {
+            file: "publish-all.yaml",
+            upload_options: &[],
+            boot_check: true,
+            must_say: &[],
+        },
+        &["local-prod"],
+    );
+    let target = Cloud::connect("local-prod").glance_addr();
+    let proxy = Proxy::start(
+        target,
+        vec![Fault::Throttle {
+            bytes_per_second: 10_000,
+        }],
+    );
+    let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local-prod"]["image_endpoint_override"] = json!(proxy.url());
+    });
+    let started = Instant::now();
+    let mut cmd = util::cloud_pipeline(&clouds);
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .args([
+            "--cloud",
+            "local-prod",
+            "--json",
+            "--profile",
+            "lucy",
+            "--flake",
+        ])
+        .arg(fixture_flake())
+        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(0);
+    let r = report(&ran);
+    let e = entry(&r, "lucy");
+    assert_eq!(text(e, "status"), "published", "{ran}");
+    assert!(
+        started.elapsed() > Duration::from_secs(60),
+        "the run did not outlast the token, so it proves nothing\n{ran}"
+    );
+    let admin = Cloud::connect("local-prod-admin");
+    assert_current(&admin.image(text(e, "image_id")), &s.stable("lucy"));
+}
