@@ -26,7 +26,7 @@ CLOUD_SMALL_GLANCE_PORT=${CLOUD_SMALL_GLANCE_PORT:-39292}
 CLOUD_SMALL_SIZE_CAP=${CLOUD_SMALL_SIZE_CAP:-262144}
 # Keystone token lifetime of local-prod, in seconds: short, so that the tests' long runs
 # outlive their tokens as real ones do (Keystone's default is an hour).
-CLOUD_PROD_TOKEN_SECONDS=${CLOUD_PROD_TOKEN_SECONDS:-60}
+CLOUD_PROD_TOKEN_SECONDS=${CLOUD_PROD_TOKEN_SECONDS:-20}
 CLOUD_NAMES="local local-prod local-small"
 SERVERS="keystone glance-api"
 

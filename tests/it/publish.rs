@@ -1130,8 +1130,8 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
 
 #[test]
 fn fault_proxy_a_publish_that_outlasts_its_token_still_succeeds() {
-    // local-prod's tokens live 60 s (the harness's CLOUD_PROD_TOKEN_SECONDS): the boot check
-    // and an upload throttled to about 80 s outlast the token the run began with, so every
+    // local-prod's tokens live 20 s (the harness's CLOUD_PROD_TOKEN_SECONDS): the boot check
+    // and an upload throttled to about 26 s outlast the token the run began with, so every
     // call after the long PUT needs a new one.
     let _cloud = cloud::shared();
     let s = Sandbox::new(
@@ -1148,7 +1148,7 @@ fn fault_proxy_a_publish_that_outlasts_its_token_still_succeeds() {
     let proxy = Proxy::start(
         target,
         vec![Fault::Throttle {
-            bytes_per_second: 10_000,
+            bytes_per_second: 30_000,
         }],
     );
     let clouds = cloud::clouds_yaml_copy(s.dir.path(), |c| {
@@ -1174,7 +1174,7 @@ fn fault_proxy_a_publish_that_outlasts_its_token_still_succeeds() {
     let e = entry(&r, "lucy");
     assert_eq!(text(e, "status"), "published", "{ran}");
     assert!(
-        started.elapsed() > Duration::from_secs(60),
+        started.elapsed() > Duration::from_secs(20),
         "the run did not outlast the token, so it proves nothing\n{ran}"
     );
     let admin = Cloud::connect("local-prod-admin");
