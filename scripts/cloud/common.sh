@@ -4,8 +4,7 @@
 # Two independent clouds, each a Keystone + Glance pair on 127.0.0.1 with its own
 # SQLite databases, file store and fernet keys:
 #   local       (staging)     keystone $CLOUD_LOCAL_KEYSTONE_PORT, glance $CLOUD_LOCAL_GLANCE_PORT
-#   local-prod  (production)  keystone $CLOUD_PROD_KEYSTONE_PORT,  glance $CLOUD_PROD_GLANCE_PORT,
-#                             whose tokens expire after $CLOUD_PROD_TOKEN_SECONDS s
+#   local-prod  (production)  keystone $CLOUD_PROD_KEYSTONE_PORT,  glance $CLOUD_PROD_GLANCE_PORT
 #   local-small (tests only)  keystone $CLOUD_SMALL_KEYSTONE_PORT, glance $CLOUD_SMALL_GLANCE_PORT,
 #                             whose Glance refuses images over $CLOUD_SMALL_SIZE_CAP bytes
 # Non-default ports so a developer's own OpenStack on 5000/9292 is left alone.
@@ -24,9 +23,6 @@ CLOUD_SMALL_KEYSTONE_PORT=${CLOUD_SMALL_KEYSTONE_PORT:-35000}
 CLOUD_SMALL_GLANCE_PORT=${CLOUD_SMALL_GLANCE_PORT:-39292}
 # Below the fixture images' size (about 0.75 MiB), so any upload there meets the cap.
 CLOUD_SMALL_SIZE_CAP=${CLOUD_SMALL_SIZE_CAP:-262144}
-# Keystone token lifetime of local-prod, in seconds: short, so that the tests' long runs
-# outlive their tokens as real ones do (Keystone's default is an hour).
-CLOUD_PROD_TOKEN_SECONDS=${CLOUD_PROD_TOKEN_SECONDS:-20}
 CLOUD_NAMES="local local-prod local-small"
 SERVERS="keystone glance-api"
 

@@ -131,8 +131,6 @@ CONF
     if [ -n "${6:-}" ]; then echo "pythonpath = \"$6\"" >> "$ETC/$1.gunicorn.py"; fi
   }
 
-  token_lifetime=""
-  if [ "$c" = local-prod ]; then token_lifetime="expiration = $CLOUD_PROD_TOKEN_SECONDS"; fi
   cat > "$ETC/keystone/keystone.conf" <<CONF
 [DEFAULT]
 log_file = $LOG/keystone.log
@@ -142,7 +140,6 @@ log_file = $LOG/keystone.log
 connection = sqlite:///$DATA/keystone.sqlite?timeout=30
 [token]
 provider = fernet
-$token_lifetime
 [fernet_tokens]
 key_repository = $ETC/keystone/fernet-keys
 [fernet_receipts]

@@ -24,6 +24,9 @@ impl AppCredential {
                 "create",
                 "--description",
                 "hephaestus test: publish images",
+                // Only the role publishing needs, as README recommends.
+                "--role",
+                "member",
                 name,
             ],
         );
