@@ -16,10 +16,10 @@ cloud-install:
 cloud-up:
 	@CLOUD_DIR='$(CLOUD_DIR)' $(CLOUD_SCRIPTS)/up.sh
 
-## cloud-down: stop both clouds, keep their state
+## cloud-down: stop the local clouds, keep their state
 cloud-down:
 	@CLOUD_DIR='$(CLOUD_DIR)' $(CLOUD_SCRIPTS)/down.sh
 
-## cloud-purge: stop both clouds and delete their state (the venv is kept)
+## cloud-purge: stop the local clouds and delete their state (the venv is kept)
 cloud-purge:
 	@CLOUD_DIR='$(CLOUD_DIR)' PURGE=1 $(CLOUD_SCRIPTS)/down.sh

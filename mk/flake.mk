@@ -7,6 +7,6 @@ FLAKE_CHECK := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../nix/checks/offlin
 
 .PHONY: check-flake
 
-## check-flake: parse every nix/*.nix, match flake outputs and boot modes against profiles/*.yaml
+## check-flake: parse nix/, match outputs and boot modes to profiles/, placeholders, nightly module
 check-flake:
 	@sh '$(FLAKE_CHECK)' '$(abspath $(dir $(FLAKE_CHECK))../..)'
