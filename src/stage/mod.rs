@@ -215,6 +215,16 @@ impl Stage {
     pub fn name(&self) -> &'static str {
         self.kind().name()
     }
+
+    /// Whether running it changes anything outside the process (a dry run skips it): a
+    /// boot check told to skip only records why.
+    pub fn has_side_effects(&self) -> bool {
+        let skipped_boot = matches!(
+            self,
+            Stage::BootCheck(boot_check::Options { skip: Some(_), .. })
+        );
+        self.kind().has_side_effects() && !skipped_boot
+    }
 }
 
 /// What a profile's chain has produced so far; each stage fills one slot.
@@ -396,16 +406,7 @@ pub async fn run(
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, Error> {
-    if let Stage::BootCheck(boot_check::Options {
-        skip: Some(reason), ..
-    }) = stage
-    {
-        artifact.booted = Some(boot_check::Booted::Skipped(reason.clone()));
-        return Ok(Outcome::Skipped(format!(
-            "not booted, on purpose: {reason}"
-        )));
-    }
-    if ctx.dry_run && stage.kind().has_side_effects() {
+    if ctx.dry_run && stage.has_side_effects() {
         return Ok(Outcome::Skipped(describe(stage, artifact, ctx)));
     }
     match stage {
