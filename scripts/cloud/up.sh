@@ -150,7 +150,12 @@ key_repository = $ETC/keystone/credential-keys
 # bcrypt cost 4 instead of 12: every password auth is ~0.2 s faster (test rig only)
 password_hash_rounds = 4
 CONF
-  gunicorn_conf keystone keystone.wsgi.api:application "$KS_PORT" 4 \
+  # One thread: keystone's SQLite writes (application credentials, users made by the tests)
+  # fail at once with 500 "database is locked" when another request of the same process
+  # holds a read snapshot (SQLITE_BUSY_SNAPSHOT: no timeout helps), and BEGIN IMMEDIATE
+  # deadlocks keystone's nested sessions. Serialised, nothing can collide; the GIL already
+  # made the threads take turns, so token throughput is about the same.
+  gunicorn_conf keystone keystone.wsgi.api:application "$KS_PORT" 1 \
     "OS_KEYSTONE_CONFIG_DIR=$ETC/keystone"
 
   size_cap=""
