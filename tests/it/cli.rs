@@ -1,7 +1,7 @@
 //! The command line as a release engineer meets it: listing, validation errors for bad input,
 //! plans with the firmware rule applied, and dry-run reports.
 
-use crate::util::{pipeline, project, repo, run};
+use crate::util::{bounded, bounded_pipeline, pipeline, project, repo, run, BAD_INPUT_MEMORY};
 use serde_json::Value;
 
 /// Every bad input: (fixtures/bad/<case>, file named in the error, line, part of the message).
@@ -219,11 +219,9 @@ fn every_bad_input_is_a_clear_error_with_exit_2() {
     let mut checked = 0;
     for (case, file, line, message) in BAD {
         let root = project(Some(case));
-        // A bound, not a measurement: a hang is killed at 10 s and then misses exit 2.
-        let mut cmd = pipeline(root.path());
-        cmd.arg("validate")
-            .timeout(std::time::Duration::from_secs(10));
-        let ran = run(&mut cmd);
+        // A bound, not a measurement: a hang is killed at 10 s, and an allocation past
+        // 256 MiB fails and aborts the tool; either misses exit 2.
+        let ran = run(bounded_pipeline(root.path()).arg("validate"));
         // Line 0: the problem concerns the whole file.
         let at = if *line == 0 {
             format!("{file}: ")
@@ -239,11 +237,32 @@ fn every_bad_input_is_a_clear_error_with_exit_2() {
     assert!(checked >= 15);
 }
 
+/// The memory half of the bad-input bound is real on this kernel (RLIMIT_DATA covers
+/// anonymous mappings since Linux 4.7, so a large allocation fails instead of succeeding):
+/// without it the corpus tests would bound time only.
+#[test]
+fn the_bad_input_memory_bound_stops_a_big_allocation_and_allows_a_small_one() {
+    let allocate = |mib: u64| {
+        let mut cmd = bounded("perl", BAD_INPUT_MEMORY);
+        cmd.args([
+            "-e",
+            &format!("my $x = 'a' x ({mib} << 20); print length $x"),
+        ]);
+        run(&mut cmd)
+    };
+    let small = allocate(64);
+    small.expect_code(0);
+    assert_eq!(small.stdout, (64u64 << 20).to_string(), "{small}");
+    let big = allocate(512);
+    assert_ne!(big.code, 0, "512 MiB were allocated under the bound\n{big}");
+    assert!(big.stderr.contains("Out of memory"), "{big}");
+}
+
 #[test]
 fn a_profile_that_is_a_device_is_refused_without_reading_it() {
     // profiles/zero.yaml is a symlink to /dev/zero: read, it would never end.
     let root = project(Some("profile-is-dev-zero"));
-    let ran = run(pipeline(root.path()).arg("validate"));
+    let ran = run(bounded_pipeline(root.path()).arg("validate"));
     ran.expect_code(2)
         .stderr_has("profiles/zero.yaml is not a regular file (it is a character device)");
 }
@@ -266,7 +285,7 @@ fn bad_fixtures_are_all_covered() {
 #[test]
 fn all_problems_of_a_run_are_reported_not_only_the_first() {
     let root = project(Some("many-problems"));
-    let ran = run(pipeline(root.path()).args(["validate", "--json"]));
+    let ran = run(bounded_pipeline(root.path()).args(["validate", "--json"]));
     ran.expect_code(2);
     let doc: Value = serde_json::from_str(&ran.stdout).expect("validate --json prints JSON");
     let problems = doc["problems"].as_array().expect("problems");
@@ -477,7 +496,8 @@ fn every_bad_clouds_yaml_is_a_configuration_error_that_shows_no_secret() {
             &["images", "--cloud", "local"][..],
             &["-vv", "prune", "--cloud", "local"][..],
         ] {
-            let mut cmd = pipeline(root.path());
+            // Under the same 10 s and 256 MiB bound as every other bad input.
+            let mut cmd = bounded_pipeline(root.path());
             cmd.args(args)
                 .env("OS_CLIENT_CONFIG_FILE", dir.join(file))
                 .env("RUST_LOG", "trace");

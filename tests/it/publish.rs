@@ -1107,8 +1107,30 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
         seen.push_str(&ran.stdout);
         seen.push_str(&ran.stderr);
     }
+    // A 403 from Glance, with valid credentials and a real token: under Glance's default
+    // policy only an admin may make an image public (publicize_image), and the harness's
+    // user is a member.
+    let public = Setup::with_options(
+        "canary-public",
+        Stages::WithoutBootCheck,
+        &["visibility: public"],
+    );
+    let mut run = public.command(&fixture_flake(), &["lucy"], &cloud::clouds_yaml());
+    run.arg("-vv")
+        .env("RUST_LOG", "trace")
+        .env("HEPHAESTUS_RUN_DIR", &run_dir);
+    let forbidden = util::run_std(run.arg("--report").arg(s.dir.path().join("forbidden.json")));
+    forbidden
+        .expect_code(1)
+        .stderr_has("POST /v2/images on cloud local: Glance answered HTTP 403 (forbidden)")
+        .stderr_has("publicize_image");
+    seen.push_str(&forbidden.stdout);
+    seen.push_str(&forbidden.stderr);
     seen.push_str(&all_text_under(&run_dir));
     seen.push_str(&std::fs::read_to_string(s.dir.path().join("report.json")).unwrap_or_default());
+    seen.push_str(
+        &std::fs::read_to_string(s.dir.path().join("forbidden.json")).unwrap_or_default(),
+    );
     assert!(
         seen.contains("authenticat"),
         "the wrong password was refused"

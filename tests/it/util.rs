@@ -26,6 +26,31 @@ pub fn pipeline(root: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// The bound every bad input runs under (README, Security): 10 s of wall time.
+pub const BAD_INPUT_TIME: Duration = Duration::from_secs(10);
+/// ...and 256 MiB of data memory (RLIMIT_DATA: the heap and every private writable mapping,
+/// so an allocation past it fails and the tool aborts instead of exiting 2).
+pub const BAD_INPUT_MEMORY: u64 = 256 << 20;
+
+/// `program` run through `prlimit --data=<memory> --` (util-linux) and killed after
+/// [`BAD_INPUT_TIME`].
+pub fn bounded(program: impl AsRef<std::ffi::OsStr>, memory: u64) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new("prlimit");
+    cmd.arg(format!("--data={memory}"))
+        .arg("--")
+        .arg(program)
+        .timeout(BAD_INPUT_TIME);
+    cmd
+}
+
+/// [`pipeline`] under the bad-input bound: [`BAD_INPUT_TIME`] and [`BAD_INPUT_MEMORY`].
+pub fn bounded_pipeline(root: &Path) -> assert_cmd::Command {
+    let mut cmd = bounded(assert_cmd::cargo::cargo_bin("pipeline"), BAD_INPUT_MEMORY);
+    cmd.arg("--root").arg(root);
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
 /// The result of a command, with everything needed to explain a failed assertion.
 pub struct Ran {
     /// What was run.

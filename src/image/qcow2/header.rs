@@ -351,6 +351,18 @@ pub enum ErrorKind {
         #[source]
         source: Option<flate2::DecompressError>,
     },
+    /// A compressed cluster whose stream goes on after a full cluster.
+    #[error(
+        "compressed cluster at guest offset {guest_offset} inflates past its {cluster_size}-byte \
+         cluster; QEMU writes streams that end exactly at the cluster and would silently drop \
+         the rest, so the file was not written by QEMU and its guest bytes cannot be trusted"
+    )]
+    InflatesPastCluster {
+        /// Guest offset of the cluster.
+        guest_offset: u64,
+        /// The cluster size.
+        cluster_size: u64,
+    },
 }
 
 fn list_bits(bits: &[FeatureBit]) -> String {

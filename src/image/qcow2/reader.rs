@@ -2,8 +2,11 @@
 //!
 //! Unallocated and zero-flagged clusters read as zeros (there is never a backing file: such
 //! images are refused when opened); compressed clusters are raw deflate, inflated one cluster
-//! at a time; extended L2 entries (subclusters) are honoured. Reads use `pread`, so the reader
-//! holds only the L1 table, a few L2 tables and one inflated cluster.
+//! at a time, and a stream that goes on past its cluster is refused; extended L2 entries
+//! (subclusters) are honoured. Guest data placed over the image's own metadata (the header,
+//! the L1, refcount or an L2 table) is refused, as QEMU refuses to write it there. Reads use
+//! `pread`, so the reader holds only the L1 table (and the sorted offsets of the L2 tables it
+//! names), a few L2 tables and one inflated cluster.
 
 use super::header::{ClusterCounts, CompressionType, Error, ErrorKind, Header};
 use crate::image::disk::Disk;
@@ -20,7 +23,12 @@ const L2_CACHE_TABLES: usize = 16;
 /// Bits 9..=55 of L1 and standard L2 entries hold a host offset.
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const L2_COMPRESSED: u64 = 1 << 62;
+/// "COPIED": the cluster's refcount is exactly one, so it has a real host offset.
+const L2_COPIED: u64 = 1 << 63;
 const L2_ZERO: u64 = 1;
+/// How much a compressed stream may still produce once its cluster is full before it is
+/// refused: any byte at all proves the stream is not QEMU's, and a few are enough to tell.
+const INFLATE_SLACK: usize = 64;
 
 /// Where one guest cluster's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,9 @@ pub struct GuestReader {
     file_size: u64,
     header: Header,
     l1: Vec<u64>,
+    /// Host offsets of the L2 tables the L1 table names, sorted: guest data stored there
+    /// would alias the cluster map.
+    l2_tables: Vec<u64>,
     /// (host offset of the table, its raw 64-bit words), most recently used last.
     l2_cache: VecDeque<(u64, Vec<u64>)>,
     /// The last inflated cluster: (guest cluster index, bytes).
@@ -75,13 +86,21 @@ impl GuestReader {
         let l1 = raw
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect::<Vec<u64>>();
+        let mut l2_tables: Vec<u64> = l1
+            .iter()
+            .map(|e| e & OFFSET_MASK)
+            .filter(|&h| h != 0)
             .collect();
+        l2_tables.sort_unstable();
+        l2_tables.dedup();
         Ok(GuestReader {
             path: path.to_path_buf(),
             file,
             file_size,
             header,
             l1,
+            l2_tables,
             l2_cache: VecDeque::new(),
             inflated: None,
         })
@@ -132,6 +151,51 @@ impl GuestReader {
         self.cluster_size() / (8 * self.entry_words())
     }
 
+    /// Which of the metadata the header locates (the header's cluster, the L1 table, the
+    /// refcount table) overlaps the `len` host bytes at `host`.
+    fn header_metadata_at(&self, host: u64, len: u64) -> Option<&'static str> {
+        let h = &self.header;
+        let cs = self.cluster_size();
+        let regions = [
+            ("the header", 0, cs),
+            (
+                "the L1 table",
+                h.l1_table_offset,
+                u64::from(h.l1_size).saturating_mul(8),
+            ),
+            (
+                "the refcount table",
+                h.refcount_table_offset,
+                u64::from(h.refcount_table_clusters).saturating_mul(cs),
+            ),
+        ];
+        let end = host.saturating_add(len);
+        regions
+            .iter()
+            .find(|(_, start, n)| host < start.saturating_add(*n) && *start < end)
+            .map(|(what, ..)| *what)
+    }
+
+    /// Which metadata overlaps the `len` host bytes at `host`: what
+    /// [`Self::header_metadata_at`] finds, or an L2 table. QEMU refuses to write guest data
+    /// over its metadata (its overlap check); data found there was placed by hand, and reading
+    /// it would hand the cluster map out as disk contents.
+    fn metadata_at(&self, host: u64, len: u64) -> Option<String> {
+        if let Some(what) = self.header_metadata_at(host, len) {
+            return Some(what.to_owned());
+        }
+        let cs = self.cluster_size();
+        let end = host.saturating_add(len);
+        // The first table that ends after `host`; tables are one cluster long.
+        let i = self
+            .l2_tables
+            .partition_point(|&t| t.saturating_add(cs) <= host);
+        self.l2_tables
+            .get(i)
+            .filter(|&&t| t < end)
+            .map(|t| format!("the L2 table at host offset {t}"))
+    }
+
     /// Reads (or finds in the cache) the L2 table at `host`, returning its index in the cache.
     fn l2_table(&mut self, host: u64, l1_index: u64) -> Result<usize, Error> {
         if let Some(i) = self.l2_cache.iter().position(|(h, _)| *h == host) {
@@ -149,24 +213,7 @@ impl GuestReader {
             )));
         }
         // An L2 table inside the image's own metadata is a crafted loop, not a disk.
-        let h = &self.header;
-        let regions = [
-            ("the header", 0, cs),
-            (
-                "the L1 table",
-                h.l1_table_offset,
-                u64::from(h.l1_size).saturating_mul(8),
-            ),
-            (
-                "the refcount table",
-                h.refcount_table_offset,
-                u64::from(h.refcount_table_clusters).saturating_mul(cs),
-            ),
-        ];
-        if let Some((what, ..)) = regions
-            .iter()
-            .find(|(_, start, len)| host < start.saturating_add(*len) && *start < host + cs)
-        {
+        if let Some(what) = self.header_metadata_at(host, cs) {
             return Err(self.bad_table(format!(
                 "L1 entry {l1_index} points at an L2 table at host offset {host}, inside {what}"
             )));
@@ -228,6 +275,13 @@ impl GuestReader {
                     "compressed guest cluster {cluster} points at host offset {host}, past the end of the file"
                 )));
             }
+            // Only where the stream starts: its sector count may run past its last byte (the
+            // spec allows the tail of the final sector to belong to someone else).
+            if let Some(what) = self.metadata_at(host, 1) {
+                return Err(self.bad_table(format!(
+                    "compressed guest cluster {cluster} points at host offset {host}, inside {what}"
+                )));
+            }
             return Ok(Mapping::Compressed { host, len });
         }
         let host = entry & OFFSET_MASK;
@@ -241,6 +295,13 @@ impl GuestReader {
                 "guest cluster {cluster} points at host offset {host}, past the end of the {}-byte file",
                 self.file_size
             )));
+        }
+        if host != 0 {
+            if let Some(what) = self.metadata_at(host, cs) {
+                return Err(self.bad_table(format!(
+                    "guest cluster {cluster} points at host offset {host}, inside {what}"
+                )));
+            }
         }
         if words == 2 {
             // Extended L2: low 32 bits "allocated", high 32 bits "reads as zeros".
@@ -271,6 +332,13 @@ impl GuestReader {
             return Ok(Mapping::Zero);
         }
         Ok(if host == 0 {
+            // Offset 0 means "unallocated" to QEMU; COPIED claims a real cluster there, and
+            // without an external data file (refused at open) that cluster is the header.
+            if entry & L2_COPIED != 0 {
+                return Err(self.bad_table(format!(
+                    "guest cluster {cluster} is marked allocated at host offset 0, the header"
+                )));
+            }
             Mapping::Unallocated
         } else {
             Mapping::Data(host)
@@ -303,19 +371,22 @@ impl GuestReader {
             let mut input = vec![0u8; len];
             self.read_host(host, &mut input)?;
             let mut out = vec![0u8; cs];
-            // QEMU writes raw deflate (no zlib header, window bits 12) and stops reading at a
-            // full cluster, so "output full" counts as success just like "stream end".
+            // QEMU writes raw deflate (no zlib header, window bits 12) that ends exactly at
+            // the end of the cluster; it stops reading once the cluster is full.
             let mut inflater = flate2::Decompress::new(false);
             let guest_offset = cluster * self.cluster_size();
+            let inflate_err = |e| {
+                self.err(ErrorKind::Inflate {
+                    guest_offset,
+                    detail: None,
+                    source: Some(e),
+                })
+            };
+            // Not `Finish`: it promises the buffer holds the whole output, and miniz_oxide then
+            // inflates in one pass that cannot be resumed; the check below resumes it.
             let status = inflater
-                .decompress(&input, &mut out, flate2::FlushDecompress::Finish)
-                .map_err(|e| {
-                    self.err(ErrorKind::Inflate {
-                        guest_offset,
-                        detail: None,
-                        source: Some(e),
-                    })
-                })?;
+                .decompress(&input, &mut out, flate2::FlushDecompress::None)
+                .map_err(inflate_err)?;
             if inflater.total_out() != cs as u64 {
                 return Err(self.err(ErrorKind::Inflate {
                     guest_offset,
@@ -325,6 +396,28 @@ impl GuestReader {
                     )),
                     source: None,
                 }));
+            }
+            if status != flate2::Status::StreamEnd {
+                // A full cluster but no end yet: either only the end-of-stream code is left
+                // (QEMU's case) or more data follows, which QEMU would silently drop. A few
+                // bytes of room tell the two apart without inflating the rest.
+                let mut slack = [0u8; INFLATE_SLACK];
+                let consumed = usize::try_from(inflater.total_in())
+                    .unwrap_or(input.len())
+                    .min(input.len());
+                inflater
+                    .decompress(
+                        &input[consumed..],
+                        &mut slack,
+                        flate2::FlushDecompress::None,
+                    )
+                    .map_err(inflate_err)?;
+                if inflater.total_out() > cs as u64 {
+                    return Err(self.err(ErrorKind::InflatesPastCluster {
+                        guest_offset,
+                        cluster_size: cs as u64,
+                    }));
+                }
             }
             self.inflated = Some((cluster, out));
         }
