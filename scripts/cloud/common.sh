@@ -6,7 +6,9 @@
 #   local       (staging)     keystone $CLOUD_LOCAL_KEYSTONE_PORT, glance $CLOUD_LOCAL_GLANCE_PORT
 #   local-prod  (production)  keystone $CLOUD_PROD_KEYSTONE_PORT,  glance $CLOUD_PROD_GLANCE_PORT
 #   local-small (tests only)  keystone $CLOUD_SMALL_KEYSTONE_PORT, glance $CLOUD_SMALL_GLANCE_PORT,
-#                             whose Glance refuses images over $CLOUD_SMALL_SIZE_CAP bytes
+#                             whose Glance refuses images over $CLOUD_SMALL_SIZE_CAP bytes;
+#                             both served over HTTPS with a certificate of a throwaway CA
+#                             ($CLOUD_DIR/tls, made by up.sh, never committed)
 # Non-default ports so a developer's own OpenStack on 5000/9292 is left alone.
 
 CLOUD_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +39,15 @@ venv_key() {
 VENV_ROOT=${CLOUD_VENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/hephaestus/glance-venv}
 VENV_DIR=${CLOUD_VENV:-$VENV_ROOT/$(venv_key)}
 VENV_STAMP=$VENV_DIR/.complete
+
+# scheme_of CLOUD -> "http" or "https" (local-small: TLS, for the tests of TLS settings)
+scheme_of() {
+  case $1 in
+    local-small) echo https ;;
+    *) echo http ;;
+  esac
+}
+TLS_DIR=$CLOUD_DIR/tls
 
 ports_of() { # ports_of CLOUD -> "KEYSTONE_PORT GLANCE_PORT"
   case $1 in

@@ -33,10 +33,11 @@ MEMBER_USER=publisher
 MEMBER_PROJECT=hephaestus
 
 summary() {
-  local c ks gl
+  local c ks gl s
   for c in $CLOUD_NAMES; do
     read -r ks gl < <(ports_of "$c")
-    echo "  $c: keystone http://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance http://$HOST:$gl (pid $(ours "$c" glance-api || echo -))"
+    s=$(scheme_of "$c")
+    echo "  $c: keystone $s://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance $s://$HOST:$gl (pid $(ours "$c" glance-api || echo -))"
   done
   echo "  clouds: local, local-prod, local-small (user $MEMBER_USER, member of $MEMBER_PROJECT); local-admin, local-prod-admin, local-small-admin"
   echo "  use:    . $CLOUD_DIR/env.sh && \"\$CLOUD_VENV/bin/openstack\" --os-cloud local image list"
@@ -57,6 +58,30 @@ VENV=$("$CLOUD_SCRIPTS/install.sh") || die "could not install the venv"
 B=$VENV/bin
 GLANCE_PASTE=$VENV/etc/glance/glance-api-paste.ini
 [ -r "$GLANCE_PASTE" ] || die "$GLANCE_PASTE missing: the venv is incomplete (rm -rf $VENV and retry)"
+
+# A throwaway CA and one server certificate for 127.0.0.1, made once per CLOUD_DIR. The
+# certificate names only the IP address, so https://localhost:... is a hostname mismatch
+# (the tests rely on that).
+make_tls() {
+  [ -s "$TLS_DIR/server.pem" ] && return 0
+  mkdir -p "$TLS_DIR"
+  local tmp
+  tmp=$(mktemp -d "$TLS_DIR/.new.XXXXXX")
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=hephaestus test CA" \
+      -keyout "$tmp/ca.key" -out "$tmp/ca.pem" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$tmp/server.key" -out "$tmp/server.csr"
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+      > "$tmp/server.ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+      -CAcreateserial -days 30 -extfile "$tmp/server.ext" -out "$tmp/server.pem"
+  } > "$tmp/openssl.log" 2>&1 || { cat "$tmp/openssl.log" >&2; die "openssl could not make the test CA"; }
+  chmod 600 "$tmp"/*.key
+  mv "$tmp"/* "$TLS_DIR/" && rmdir "$tmp"
+}
+make_tls
 
 wal() { "$B/python" -c 'import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$1"; }
 
@@ -83,7 +108,17 @@ cloud_up() (
   read -r KS_PORT GL_PORT < <(ports_of "$c")
   D=$CLOUD_DIR/$c
   ETC=$D/etc DATA=$D/data LOG=$D/log RUN=$D/run
-  KS_URL=http://$HOST:$KS_PORT/v3 GL_URL=http://$HOST:$GL_PORT
+  SCHEME=$(scheme_of "$c")
+  KS_URL=$SCHEME://$HOST:$KS_PORT/v3 GL_URL=$SCHEME://$HOST:$GL_PORT
+  # urllib (keystone_setup.py), keystonemiddleware and curl trust the test CA for this cloud
+  tls_conf="" authtoken_ca="" curl_ca=()
+  if [ "$SCHEME" = https ]; then
+    tls_conf="certfile = \"$TLS_DIR/server.pem\"
+keyfile = \"$TLS_DIR/server.key\""
+    authtoken_ca="cafile = $TLS_DIR/ca.pem"
+    curl_ca=(--cacert "$TLS_DIR/ca.pem")
+    export SSL_CERT_FILE=$TLS_DIR/ca.pem
+  fi
   ADMIN_PASSWORD=$(admin_password "$c") GLANCE_PASSWORD=glance-$c-secret
   cdie() { die "$c: $*"; }
   csay() { say "$c: $*"; }
@@ -127,6 +162,7 @@ accesslog = "$LOG/$1.access.log"
 raw_env = ["$5"]
 # gunicorn 25 otherwise shares \$HOME/.gunicorn/gunicorn.ctl between all instances
 control_socket_disable = True
+$tls_conf
 CONF
     if [ -n "${6:-}" ]; then echo "pythonpath = \"$6\"" >> "$ETC/$1.gunicorn.py"; fi
   }
@@ -190,8 +226,9 @@ allowed_ports = []
 flavor = keystone
 config_file = $GLANCE_PASTE
 [keystone_authtoken]
-www_authenticate_uri = http://$HOST:$KS_PORT
-auth_url = http://$HOST:$KS_PORT
+www_authenticate_uri = $SCHEME://$HOST:$KS_PORT
+auth_url = $SCHEME://$HOST:$KS_PORT
+$authtoken_ca
 auth_type = password
 project_domain_name = Default
 user_domain_name = Default
@@ -215,7 +252,7 @@ CONF
   healthy() { # healthy SERVER URL: wait until URL answers, failing early if the server died
     local i
     for ((i = 0; i < 600; i++)); do
-      curl -sf -o /dev/null --max-time 2 "$2" && return 0
+      curl -sf "${curl_ca[@]}" -o /dev/null --max-time 2 "$2" && return 0
       ours "$c" "$1" >/dev/null || { tail -n 40 "$LOG/$1"*.log >&2 || true; cdie "$1 died during start-up (logs in $LOG)"; }
       sleep 0.1
     done
@@ -285,12 +322,13 @@ else
 fi
 
 cloud_entry() { # cloud_entry NAME CLOUD USER PASSWORD PROJECT
-  local ks gl
+  local ks gl s
   read -r ks gl < <(ports_of "$2")
+  s=$(scheme_of "$2")
   cat <<YAML
   $1:
     auth:
-      auth_url: http://$HOST:$ks/v3
+      auth_url: $s://$HOST:$ks/v3
       username: $3
       password: $4
       project_name: $5
@@ -300,11 +338,14 @@ cloud_entry() { # cloud_entry NAME CLOUD USER PASSWORD PROJECT
     interface: public
     identity_api_version: 3
 YAML
+  if [ "$s" = https ]; then echo "    cacert: $TLS_DIR/ca.pem"; fi
 }
 {
   echo "# Written by scripts/cloud/up.sh: independent loopback clouds (local = staging,"
   echo "# local-prod = production, local-small = a small image_size_cap, for tests); the"
-  echo "# *-admin entries are for test set-up only."
+  echo "# *-admin entries are for test set-up only. local-small is HTTPS, signed by the"
+  echo "# throwaway CA in $TLS_DIR."
+
   echo "clouds:"
   for c in $CLOUD_NAMES; do
     cloud_entry "$c" "$c" "$MEMBER_USER" "$(member_password "$c")" "$MEMBER_PROJECT"

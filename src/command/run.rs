@@ -16,12 +16,11 @@ pub async fn connect(cloud: Option<&str>) -> anyhow::Result<glance::Glance> {
     let name = cloud.unwrap_or("(from OS_CLOUD / OS_*)");
     match glance::connect(cloud).await {
         Ok(g) => Ok(g),
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::Auth | ErrorKind::Config | ErrorKind::Forbidden
-            ) =>
-        {
+        // A configuration error (clouds.yaml, TLS) names the cloud and its fix itself.
+        Err(e) if e.kind() == ErrorKind::Config => {
+            Err(super::UsageError(hephaestus::error::error_chain(&e).to_string()).into())
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Forbidden) => {
             let message = format!(
                 "authentication to cloud `{name}` failed: {} (check clouds.yaml / \
                  OS_CLIENT_CONFIG_FILE, --cloud, or the OS_* variables)",

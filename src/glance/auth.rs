@@ -2,20 +2,22 @@
 //! (`--cloud`, `OS_CLOUD`, `OS_CLIENT_CONFIG_FILE`) or from `OS_*` variables.
 //!
 //! osauth 0.5 only looks for `clouds.yaml` in the current directory, `~/.config/openstack`
-//! and `/etc/openstack`, and ignores `OS_CLIENT_CONFIG_FILE`. So the file is found and read
-//! here and its entry handed to osauth as a [`CloudConfig`]; osauth still does the
-//! authentication, token refresh and catalog lookup. As openstacksdk does, the entry is laid
-//! over its vendor profile (`profile:`, from `clouds-public.yaml`), `secure.yaml`'s entry of
-//! the same name is deep-merged over it (`OS_CLIENT_SECURE_FILE`, else `./`,
-//! `~/.config/openstack/`, `/etc/openstack/`), and `OS_REGION_NAME` / `OS_INTERFACE` fill a
-//! region or interface the entry leaves open.
+//! and `/etc/openstack`, ignores `OS_CLIENT_CONFIG_FILE`, and builds its HTTP client from
+//! `cacert` alone (no `verify: false`, no client certificate, no system trust store). So the
+//! file is found and read here, the TLS keys make the client ([`super::tls`]), the `auth`
+//! mapping makes osauth's identity (password, application credential or token, as osauth's
+//! own loader maps them), and osauth does the authentication, token refresh and catalog
+//! lookup. As openstacksdk does, the entry is laid over its vendor profile (`profile:`, from
+//! `clouds-public.yaml`), `secure.yaml`'s entry of the same name is deep-merged over it
+//! (`OS_CLIENT_SECURE_FILE`, else `./`, `~/.config/openstack/`, `/etc/openstack/`), and
+//! `OS_REGION_NAME` / `OS_INTERFACE` / `OS_CACERT` / `OS_CERT` / `OS_KEY` fill what the
+//! entry leaves open.
 //!
 //! A cloud entry may set openstacksdk's `image_endpoint_override`: Glance is then reached at
 //! that URL instead of the catalog's image endpoint, while the token still comes from
 //! Keystone. It serves clouds whose catalog names an address the client cannot reach, and
-//! the fault-injection tests, which put a proxy in front of Glance. osauth applies any
-//! `<service>_endpoint_override` key itself; this module checks the value first so that a bad
-//! one is a configuration error naming the file and the cloud.
+//! the fault-injection tests, which put a proxy in front of Glance. The value is checked
+//! first, so that a bad one is a configuration error naming the file and the cloud.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ use osauth::CloudConfig;
 
 use super::api::Glance;
 use super::error::Error;
+use super::tls::{self, Tls};
 
 /// Where process settings come from; injected so cloud selection is testable.
 pub trait Env {
@@ -143,27 +146,173 @@ pub fn find_clouds_yaml(env: &impl Env) -> Result<PathBuf, Error> {
         })
 }
 
-/// A cloud entry: osauth's configuration plus the keys this client reads itself.
-#[derive(Debug)]
+/// A cloud entry, read: how to reach it and who to be.
 pub struct Loaded {
-    /// What osauth authenticates with.
-    pub config: CloudConfig,
+    /// Who the session authenticates as.
+    pub identity: Identity,
     /// openstacksdk's `api_timeout` (seconds): how long a call may go without anything
     /// moving before it is abandoned.
     pub api_timeout: Option<std::time::Duration>,
+    /// The TLS settings the HTTP client is built with.
+    pub tls: Tls,
+    /// The catalog region to use (`region_name`), if the entry names one.
+    pub region: Option<String>,
+    /// The catalog interface to use (`interface`), if the entry names one.
+    pub interface: Option<osauth::InterfaceType>,
+    /// `image_endpoint_override`, when set.
+    pub image_endpoint: Option<reqwest::Url>,
+    /// Keystone's URL (`auth.auth_url`).
+    pub auth_url: Option<reqwest::Url>,
+}
+
+impl std::fmt::Debug for Loaded {
+    // The identity holds a secret: only its kind is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("identity", &self.identity.kind())
+            .field("api_timeout", &self.api_timeout)
+            .field("tls", &self.tls)
+            .field("region", &self.region)
+            .field("interface", &self.interface)
+            .field("image_endpoint", &self.image_endpoint)
+            .field("auth_url", &self.auth_url)
+            .finish()
+    }
+}
+
+/// osauth's identity of a cloud entry, one per supported `auth_type`.
+pub enum Identity {
+    /// `password` / `v3password` (the default).
+    Password(osauth::identity::Password),
+    /// `v3applicationcredential`.
+    ApplicationCredential(osauth::identity::ApplicationCredential),
+    /// `token` / `v3token` (the default when `auth.token` is set).
+    Token(osauth::identity::Token),
+}
+
+impl Identity {
+    /// The auth_type, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identity::Password(_) => "password",
+            Identity::ApplicationCredential(_) => "v3applicationcredential",
+            Identity::Token(_) => "v3token",
+        }
+    }
+
+    /// Authenticates with `client`: a session holding the token.
+    async fn session(self, client: reqwest::Client) -> Result<osauth::Session, osauth::Error> {
+        match self {
+            Identity::Password(id) => osauth::Session::new_with_client(client, id).await,
+            Identity::ApplicationCredential(id) => {
+                osauth::Session::new_with_client(client, id).await
+            }
+            Identity::Token(id) => osauth::Session::new_with_client(client, id).await,
+        }
+    }
+}
+
+/// The identity of an entry's `auth` mapping and `auth_type`, mapped as osauth's own
+/// clouds.yaml loader maps them (same keys, same defaults).
+fn identity_of(entry: &serde_json::Value, name: &str, path: &Path) -> Result<Identity, Error> {
+    use osauth::common::IdOrName;
+    use osauth::identity::{ApplicationCredential, Password, Scope, Token};
+    let auth = entry.get("auth");
+    let get = |key: &str| {
+        auth.and_then(|a| a.get(key))
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let auth_type = match entry.get("auth_type").and_then(serde_json::Value::as_str) {
+        Some(t) => t.to_owned(),
+        None if get("token").is_some() => "v3token".to_owned(),
+        None => "password".to_owned(),
+    };
+    let config = |what: String| Error::Config {
+        message: format!("{}: cloud {name}: {what}", path.display()),
+    };
+    let need = |key: &str| {
+        get(key).ok_or_else(|| config(format!("auth.{key} is missing (auth_type {auth_type})")))
+    };
+    // osauth's own messages name the problem (a bad auth_url), never a value given.
+    let invalid = |e: osauth::Error| config(e.to_string());
+    let auth_url = need("auth_url")?;
+    let scope = get("project_id")
+        .map(IdOrName::Id)
+        .or_else(|| get("project_name").map(IdOrName::Name))
+        .map(|project| Scope::Project {
+            project,
+            domain: Some(
+                get("project_domain_id")
+                    .map(IdOrName::Id)
+                    .or_else(|| get("project_domain_name").map(IdOrName::Name))
+                    .unwrap_or_else(|| IdOrName::from_name("Default")),
+            ),
+        });
+    Ok(match auth_type.as_str() {
+        "password" | "v3password" => {
+            let mut id = Password::new(
+                &auth_url,
+                need("username")?,
+                need("password")?,
+                get("user_domain_name").unwrap_or_else(|| "Default".to_owned()),
+            )
+            .map_err(invalid)?;
+            if let Some(scope) = scope {
+                id.set_scope(scope);
+            }
+            Identity::Password(id)
+        }
+        "v3applicationcredential" => {
+            let secret = need("application_credential_secret")?;
+            let id = match (
+                get("application_credential_id"),
+                get("application_credential_name"),
+            ) {
+                (Some(id), _) => ApplicationCredential::new(&auth_url, id, secret),
+                (None, Some(cred_name)) => ApplicationCredential::with_user_id(
+                    &auth_url,
+                    cred_name,
+                    secret,
+                    get("user_id").ok_or_else(|| {
+                        config(
+                            "an application credential given by name needs auth.user_id".to_owned(),
+                        )
+                    })?,
+                ),
+                (None, None) => {
+                    return Err(config(
+                        "auth.application_credential_id (or _name with user_id) is missing"
+                            .to_owned(),
+                    ))
+                }
+            }
+            .map_err(invalid)?;
+            Identity::ApplicationCredential(id)
+        }
+        "token" | "v3token" => {
+            let mut id = Token::new(&auth_url, need("token")?).map_err(invalid)?;
+            if let Some(scope) = scope {
+                id.set_scope(scope);
+            }
+            Identity::Token(id)
+        }
+        other => {
+            return Err(config(format!(
+                "auth_type `{other}` is not supported (use password, \
+                 v3applicationcredential or v3token)"
+            )))
+        }
+    })
 }
 
 /// The clouds.yaml key (openstacksdk's) of the API timeout, in seconds.
 pub const API_TIMEOUT: &str = "api_timeout";
 
-/// Parses the text of a `clouds.yaml` and returns the entry `name` as osauth's config.
-/// `path` only names the file in messages. Messages never quote values (they hold passwords).
-pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<CloudConfig, Error> {
-    parse_cloud_entry(text, name, path).map(|l| l.config)
-}
-
-/// [`parse_clouds_yaml`], with the keys this client reads itself.
-pub fn parse_cloud_entry(text: &str, name: &str, path: &Path) -> Result<Loaded, Error> {
+/// Parses the text of a `clouds.yaml` and reads its entry `name`. `path` only names the file
+/// in messages. Messages never quote values (they hold passwords).
+pub fn parse_clouds_yaml(text: &str, name: &str, path: &Path) -> Result<Loaded, Error> {
     let entry = entry_of(text, name, path)?;
     finish_entry(entry, name, path)
 }
@@ -267,8 +416,16 @@ fn finish_entry(entry: serde_json::Value, name: &str, path: &Path) -> Result<Loa
             });
         }
     }
+    let tls = match entry.as_object_mut() {
+        Some(map) => Tls::take_from(map).map_err(|e| Error::Config {
+            message: format!("{}: cloud {name}: {e}", path.display()),
+        })?,
+        None => Tls::default(),
+    };
+    // osauth's reading of the entry is kept as a check of its shape (the types of the keys
+    // osauth knows).
     // serde's messages quote the offending value, which may be a secret: only its kind is told.
-    let config = serde_json::from_value(entry).map_err(|e| Error::Config {
+    let _: CloudConfig = serde_json::from_value(entry.clone()).map_err(|e| Error::Config {
         message: format!(
             "{}: cloud {name} is not a valid entry ({}; values are not shown)",
             path.display(),
@@ -280,9 +437,37 @@ fn finish_entry(entry: serde_json::Value, name: &str, path: &Path) -> Result<Loa
             }
         ),
     })?;
+    let text = |key: &str| {
+        entry
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let interface = match text("interface") {
+        None => None,
+        Some(i) => Some(
+            i.parse::<osauth::InterfaceType>()
+                .map_err(|_| Error::Config {
+                    message: format!(
+                        "{}: cloud {name}: interface `{i}` is not public, internal or admin",
+                        path.display()
+                    ),
+                })?,
+        ),
+    };
     Ok(Loaded {
-        config,
+        identity: identity_of(&entry, name, path)?,
         api_timeout,
+        tls,
+        region: text("region_name"),
+        interface,
+        // Checked by check_image_endpoint_override above.
+        image_endpoint: text(IMAGE_ENDPOINT_OVERRIDE).and_then(|u| reqwest::Url::parse(&u).ok()),
+        auth_url: entry
+            .pointer("/auth/auth_url")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|u| reqwest::Url::parse(u).ok()),
     })
 }
 
@@ -391,10 +576,14 @@ pub fn load_cloud_config_with(choice: &CloudChoice, env: &impl Env) -> Result<Lo
                 deep_merge(&mut merged, entry);
                 entry = merged;
             }
-            // A region or interface the entry leaves open comes from the environment.
+            // A region, interface or TLS file the entry leaves open comes from the
+            // environment (as `openstack --os-cloud` reads them).
             for (key, variable) in [
                 ("region_name", "OS_REGION_NAME"),
                 ("interface", "OS_INTERFACE"),
+                ("cacert", "OS_CACERT"),
+                ("cert", "OS_CERT"),
+                ("key", "OS_KEY"),
             ] {
                 if let (Some(obj), Some(value)) = (entry.as_object_mut(), env.var(variable)) {
                     obj.entry(key).or_insert(serde_json::Value::String(value));
@@ -408,12 +597,22 @@ pub fn load_cloud_config_with(choice: &CloudChoice, env: &impl Env) -> Result<Lo
             }
             finish_entry(entry, name, file)
         }
-        CloudChoice::Environment => Ok(Loaded {
-            config: CloudConfig::from_env().map_err(|e| Error::Config {
+        CloudChoice::Environment => {
+            let config = CloudConfig::from_env().map_err(|e| Error::Config {
                 message: format!("the OS_* environment does not describe a cloud: {e}"),
-            })?,
-            api_timeout: None,
-        }),
+            })?;
+            // osauth reads every OS_* variable it knows into its config; as an entry, it is
+            // read as a clouds.yaml entry is. OS_CERT / OS_KEY are not among them.
+            let mut entry = serde_json::to_value(&config).map_err(|_| Error::Config {
+                message: "the OS_* environment does not describe a cloud".to_owned(),
+            })?;
+            for (key, variable) in [("cert", "OS_CERT"), ("key", "OS_KEY")] {
+                if let (Some(obj), Some(value)) = (entry.as_object_mut(), env.var(variable)) {
+                    obj.entry(key).or_insert(serde_json::Value::String(value));
+                }
+            }
+            finish_entry(entry, "envvars", Path::new("the OS_* environment"))
+        }
     }
 }
 
@@ -427,26 +626,100 @@ pub async fn connect(explicit_cloud: Option<&str>) -> Result<Glance, Error> {
 pub async fn connect_to(choice: &CloudChoice) -> Result<Glance, Error> {
     let loaded = load_cloud_config(choice)?;
     let label = choice.label();
-    let session = loaded
-        .config
-        .create_session()
-        .await
-        .map_err(|source| Error::Connect {
-            cloud: label.clone(),
-            source,
-        })?;
-    let endpoint = session
+    if !loaded.tls.verify {
+        // openstacksdk warns on every request; once per connection is enough to be seen.
+        tracing::warn!(
+            "cloud {label}: TLS certificate verification is off (verify: false / insecure): \
+             anyone on the network path can read the credentials and replace the images"
+        );
+    }
+    let client = loaded.tls.client().map_err(|e| Error::Config {
+        message: format!("cloud {label}: {}", crate::error::error_chain(&e)),
+    })?;
+    let auth_url = loaded.auth_url.clone();
+    let mut session = match loaded.identity.session(client.clone()).await {
+        Ok(session) => session,
+        Err(source) => {
+            return Err(diagnose(&client, &label, auth_url.as_ref())
+                .await
+                .unwrap_or(Error::Connect {
+                    cloud: label,
+                    source,
+                }))
+        }
+    };
+    if let Some(region) = loaded.region {
+        session.endpoint_filters_mut().region = Some(region);
+    }
+    if let Some(interface) = loaded.interface {
+        session.set_endpoint_interface(interface);
+    }
+    if let Some(url) = loaded.image_endpoint {
+        session.set_endpoint_override(osauth::services::IMAGE, url);
+    }
+    let endpoint = match session
         .get_endpoint(osauth::services::IMAGE, std::iter::empty::<&str>())
         .await
-        .map_err(|source| Error::Connect {
-            cloud: label.clone(),
-            source,
-        })?;
+    {
+        Ok(endpoint) => endpoint,
+        Err(source) => {
+            return Err(Error::Connect {
+                cloud: label,
+                source,
+            })
+        }
+    };
+    tracing::debug!(cloud = %label, endpoint = %endpoint, "image endpoint");
     let glance = Glance::new(label, session, &endpoint)?;
     Ok(match loaded.api_timeout {
         Some(t) => glance.with_api_timeout(t),
         None => glance,
     })
+}
+
+/// Why a session could not be opened, when TLS is the reason: osauth keeps only the text of
+/// reqwest's error, which does not say. One unauthenticated GET of the same URL with the
+/// same client tells.
+async fn diagnose(
+    client: &reqwest::Client,
+    label: &str,
+    url: Option<&reqwest::Url>,
+) -> Option<Error> {
+    let url = url?;
+    if url.scheme() != "https" {
+        return None;
+    }
+    let err = client.get(url.clone()).send().await.err()?;
+    refusal_error(&err, label, url)
+}
+
+/// The configuration error of a refused TLS handshake with `url`, naming the cloud, the host
+/// and the fix.
+fn refusal_error(err: &reqwest::Error, label: &str, url: &reqwest::Url) -> Option<Error> {
+    let refusal = tls::refusal(err)?;
+    let host = match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => url.to_string(),
+    };
+    let message = match refusal {
+        tls::Refusal::Untrusted => format!(
+            "cloud {label}: the TLS certificate of {host} is not signed by a CA this machine \
+             trusts; fix: set `cacert:` of the cloud in clouds.yaml (or OS_CACERT) to the CA's \
+             PEM file, or add the CA to the system trust store (or SSL_CERT_FILE)"
+        ),
+        tls::Refusal::WrongName => format!(
+            "cloud {label}: the TLS certificate of {host} is not valid for the name `{}`; fix: \
+             reach the cloud by a name the certificate holds (auth_url, or the catalog's \
+             endpoints), or have the certificate reissued",
+            url.host_str().unwrap_or_default()
+        ),
+        tls::Refusal::Other(why) => format!(
+            "cloud {label}: the TLS handshake with {host} failed: {why}; fix: check the \
+             server's certificate and the cloud's `cacert:`"
+        ),
+    };
+    Some(Error::Config { message })
 }
 
 #[cfg(test)]
@@ -547,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn image_endpoint_override_is_kept_for_osauth_and_a_bad_one_is_named() {
+    fn image_endpoint_override_is_kept_and_a_bad_one_is_named() {
         let path = Path::new("clouds.yaml");
         let with = |value: &str| {
             CLOUDS.replace(
@@ -555,14 +828,10 @@ mod tests {
                 &format!("    identity_api_version: 3\n    image_endpoint_override: {value}\n"),
             )
         };
-        // osauth turns every `<service>_endpoint_override` it is handed into a session
-        // override; what it is handed must therefore still hold the key.
-        let config = parse_clouds_yaml(&with("http://127.0.0.1:40123"), "local", path).unwrap();
-        let handed = serde_json::to_value(&config).unwrap();
+        let loaded = parse_clouds_yaml(&with("http://127.0.0.1:40123"), "local", path).unwrap();
         assert_eq!(
-            handed[IMAGE_ENDPOINT_OVERRIDE].as_str(),
-            Some("http://127.0.0.1:40123"),
-            "{handed}"
+            loaded.image_endpoint.as_ref().map(reqwest::Url::as_str),
+            Some("http://127.0.0.1:40123/")
         );
 
         for (value, says) in [
@@ -629,5 +898,57 @@ mod tests {
         let none = FakeEnv(HashMap::new(), None);
         let err = choose_cloud(Some("envvars"), &none).unwrap_err();
         assert!(err.to_string().contains("OS_AUTH_URL is not set"), "{err}");
+    }
+
+    #[test]
+    fn each_auth_type_is_read_and_a_missing_or_unknown_one_is_named_without_its_value() {
+        let path = Path::new("clouds.yaml");
+        let loaded = parse_clouds_yaml(CLOUDS, "local", path).unwrap();
+        assert_eq!(loaded.identity.kind(), "password");
+        assert_eq!(loaded.region.as_deref(), Some("RegionOne"));
+        assert!(!format!("{loaded:?}").contains("s3cret"), "{loaded:?}");
+        let with = |extra: &str, auth: &str| {
+            format!("clouds:\n  c:\n{extra}    auth:\n      auth_url: https://k.example/v3\n{auth}")
+        };
+        let app = with(
+            "    auth_type: v3applicationcredential\n",
+            "      application_credential_id: abc\n      application_credential_secret: s3cret\n",
+        );
+        let loaded = parse_clouds_yaml(&app, "c", path).unwrap();
+        assert_eq!(loaded.identity.kind(), "v3applicationcredential");
+        let token = with("", "      token: s3cret\n");
+        assert_eq!(
+            parse_clouds_yaml(&token, "c", path)
+                .unwrap()
+                .identity
+                .kind(),
+            "v3token"
+        );
+        for (text, says) in [
+            (
+                with("", "      username: u\n"),
+                "auth.password is missing (auth_type password)",
+            ),
+            (
+                with(
+                    "    auth_type: v3applicationcredential\n",
+                    "      application_credential_name: ci-cred\n      application_credential_secret: s3cret\n",
+                ),
+                "needs auth.user_id",
+            ),
+            (
+                with("    auth_type: v2password\n", "      password: s3cret\n"),
+                "auth_type `v2password` is not supported",
+            ),
+            (
+                with("    interface: outside\n", "      token: s3cret\n"),
+                "interface `outside` is not public, internal or admin",
+            ),
+        ] {
+            let err = parse_clouds_yaml(&text, "c", path).unwrap_err().to_string();
+            assert!(err.contains("clouds.yaml: cloud c: "), "{err}");
+            assert!(err.contains(says), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! one function per image API call, and waiting for an image's status).
 //!
 //! Split as in rust-openstack: [`protocol`] holds the serde wire types, [`api`] one async fn
-//! per HTTP call, [`auth`] picks the cloud and opens the session, [`wait`] polls.
+//! per HTTP call, [`auth`] picks the cloud and opens the session, [`tls`] builds the HTTPS
+//! client from the entry's TLS keys, [`wait`] polls.
 //!
 //! Why not the `openstack` crate: its image API is read-only (no create, upload, stage,
 //! import or patch), and this pipeline needs all of them. Why osauth: it reads clouds.yaml
@@ -15,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod protocol;
+pub mod tls;
 pub mod wait;
 
 pub use api::{Glance, Hidden, ImageFilter};
