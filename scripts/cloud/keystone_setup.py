@@ -100,16 +100,27 @@ def setup():
     image_s = ensure(tok, "services", "service", {"type": "image"},
                      {"type": "image", "name": "glance", "enabled": True})
     identity_s = find(tok, "services", type="identity")[0]["id"]
-    for service, url in ((image_s, GL), (identity_s, KS)):
-        for interface in ("public", "internal", "admin"):
-            eps = find(tok, "endpoints", service_id=service, interface=interface)
-            if not eps:
-                call("POST", f"{KS}/endpoints", tok, {"endpoint": {
-                    "service_id": service, "interface": interface, "url": url,
-                    "region_id": REGION, "enabled": True}})
-            elif eps[0]["url"] != url:  # ports changed since the last start
-                call("PATCH", f"{KS}/endpoints/{eps[0]['id']}", tok,
-                     {"endpoint": {"url": url}})
+    # Glance's internal endpoint and a second region's public one may name the same server
+    # by another address (GL_INTERNAL_URL, SECOND_REGION + GL_SECOND_URL), so the tests can
+    # tell which endpoint a client picked.
+    endpoints = [(image_s, i, GL, REGION) for i in ("public", "admin")]
+    endpoints.append((image_s, "internal", ENV.get("GL_INTERNAL_URL") or GL, REGION))
+    endpoints += [(identity_s, i, KS, REGION) for i in ("public", "internal", "admin")]
+    second = ENV.get("SECOND_REGION")
+    if second and ENV.get("GL_SECOND_URL"):
+        if not any(r["id"] == second for r in find(tok, "regions")):
+            call("POST", f"{KS}/regions", tok, {"region": {"id": second}})
+        endpoints.append((image_s, "public", ENV["GL_SECOND_URL"], second))
+    for service, interface, url, region in endpoints:
+        eps = find(tok, "endpoints", service_id=service, interface=interface, region_id=region)
+        eps = [e for e in eps if e.get("region_id") == region]
+        if not eps:
+            call("POST", f"{KS}/endpoints", tok, {"endpoint": {
+                "service_id": service, "interface": interface, "url": url,
+                "region_id": region, "enabled": True}})
+        elif eps[0]["url"] != url:  # ports or addresses changed since the last start
+            call("PATCH", f"{KS}/endpoints/{eps[0]['id']}", tok,
+                 {"endpoint": {"url": url}})
 
 
 def check(timeout=60.0):

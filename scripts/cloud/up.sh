@@ -299,6 +299,12 @@ CONF
   fi
   if [ -n "$new_ks" ]; then healthy keystone "$KS_URL"; fi
   # identity objects and catalog: get-or-create, so cheap and self-repairing on every start
+  # Plain-HTTP clouds list Glance's internal endpoint, and a second region's public one, as
+  # http://localhost:PORT: the same server under another name, so a test can see which
+  # endpoint the client chose. (localhost would not match local-small's certificate.)
+  gl_other=""
+  if [ "$SCHEME" = http ]; then gl_other=http://localhost:$GL_PORT; fi
+  GL_INTERNAL_URL=$gl_other GL_SECOND_URL=$gl_other SECOND_REGION=$SECOND_REGION \
   KS_URL=$KS_URL GL_URL=$GL_URL REGION=$REGION ADMIN_PASSWORD=$ADMIN_PASSWORD \
     GLANCE_PASSWORD=$GLANCE_PASSWORD MEMBER_USER=$MEMBER_USER \
     MEMBER_PASSWORD=$(member_password "$c") MEMBER_PROJECT=$MEMBER_PROJECT \

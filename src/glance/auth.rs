@@ -648,6 +648,14 @@ pub async fn connect_to(choice: &CloudChoice) -> Result<Glance, Error> {
                 }))
         }
     };
+    let wanted = format!(
+        "region {}, interface {}",
+        loaded.region.as_deref().unwrap_or("(any)"),
+        loaded
+            .interface
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "public".to_owned())
+    );
     if let Some(region) = loaded.region {
         session.endpoint_filters_mut().region = Some(region);
     }
@@ -662,6 +670,16 @@ pub async fn connect_to(choice: &CloudChoice) -> Result<Glance, Error> {
         .await
     {
         Ok(endpoint) => endpoint,
+        Err(source) if source.kind() == osauth::ErrorKind::EndpointNotFound => {
+            return Err(Error::Config {
+                message: format!(
+                    "cloud {label}: Keystone's catalog lists no image endpoint for {wanted}; \
+                     fix: set region_name / interface of the cloud (or OS_REGION_NAME / \
+                     OS_INTERFACE) to ones the catalog lists (`openstack endpoint list \
+                     --service image`)"
+                ),
+            })
+        }
         Err(source) => {
             return Err(Error::Connect {
                 cloud: label,
