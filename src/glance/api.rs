@@ -454,6 +454,22 @@ impl Glance {
         Ok(())
     }
 
+    /// `POST /v2/images/{id}/members`: shares a `shared` image with project `member`, which
+    /// then accepts (or rejects) it on its side.
+    pub async fn add_member(&self, id: &str, member: &str) -> Result<(), Error> {
+        let url = self.url(&["images", id, "members"]);
+        let op = self.operation(&Method::POST, &url);
+        self.send(
+            &op,
+            self.session
+                .client()
+                .request(Method::POST, url)
+                .json(&serde_json::json!({ "member": member })),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `DELETE /v2/images/{id}`.
     pub async fn delete_image(&self, id: &str) -> Result<(), Error> {
         let url = self.url(&["images", id]);

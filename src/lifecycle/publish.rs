@@ -278,6 +278,9 @@ pub struct Publish<'a> {
     pub image: NewImage,
     /// The current image's tags, without lifecycle tags.
     pub tags: Vec<String>,
+    /// Projects a `shared` image is shared with, before it becomes current (so a consumer
+    /// never sees a current image it cannot use).
+    pub members: Vec<String>,
     /// What the bytes must be.
     pub expected: Fingerprint,
     /// Attempts on transient failures (at least 1).
@@ -505,7 +508,14 @@ where
         let image = glance::wait_for_status(glance, &id, ImageStatus::Active, &policy)
             .await
             .map_err(glance_err(format!("wait for {id} to become active")))?;
-        spec.expected.check(&image)
+        spec.expected.check(&image)?;
+        for member in &spec.members {
+            glance
+                .add_member(&id, member)
+                .await
+                .map_err(glance_err(format!("share {id} with project {member}")))?;
+        }
+        Ok(())
     }
     .await;
     match checked {

@@ -284,6 +284,38 @@ fn check_stages(
                 "use a name like `hephaestus-{profile}`",
             ));
         }
+        let members = match &stage {
+            Stage::Upload(o) => o.members.as_deref(),
+            Stage::Promote(o) => o.members.as_deref(),
+            _ => None,
+        };
+        if let Some(members) = members.filter(|m| !m.is_empty()) {
+            if visibility != Some(crate::glance::Visibility::Shared) {
+                out.push(Diagnostic::at(
+                    file,
+                    loc,
+                    format!("stage `{name}` lists members, but only a shared image has members"),
+                    "add `visibility: shared`, or remove `members`",
+                ));
+            }
+            if let Some(bad) = members.iter().find(|m| {
+                m.is_empty()
+                    || m.len() > 64
+                    || !m
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            }) {
+                out.push(Diagnostic::at(
+                    file,
+                    loc,
+                    format!(
+                        "stage `{name}` has a member `{}` that is not a project id",
+                        bad.escape_debug()
+                    ),
+                    "list Keystone project ids (`openstack project show NAME -f value -c id`)",
+                ));
+            }
+        }
         if visibility == Some(crate::glance::Visibility::Unknown) {
             out.push(Diagnostic::at(
                 file,

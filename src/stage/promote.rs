@@ -37,6 +37,10 @@ pub struct Options {
     /// Glance visibility in the target (default `private`).
     #[serde(default)]
     pub visibility: Option<Visibility>,
+    /// Project ids the images are shared with (needs `visibility: shared`); each project
+    /// accepts the image on its side, as Glance's image-sharing flow asks.
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
     /// Seconds to wait for the copy to become `active` (default 600).
     #[serde(default)]
     pub timeout: Option<u64>,
@@ -348,6 +352,8 @@ pub async fn promote(
             properties,
         },
         tags,
+        // The target's own sharing: the source's members are never copied.
+        members: options.members.clone().unwrap_or_default(),
         expected,
         // A copy is attempted once: the source's bytes are re-read only by a new run.
         attempts: 1,

@@ -53,6 +53,10 @@ pub struct Options {
     /// Glance visibility of published images (default `private`).
     #[serde(default)]
     pub visibility: Option<Visibility>,
+    /// Project ids the images are shared with (needs `visibility: shared`); each project
+    /// accepts the image on its side, as Glance's image-sharing flow asks.
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
     /// Attempts at publishing when Glance fails transiently (5xx, 429, connection lost),
     /// each on a fresh candidate because Glance cannot resume an upload (default 3).
     #[serde(default)]
@@ -108,6 +112,7 @@ pub async fn run(
             properties,
         },
         tags: tagging.tags.clone(),
+        members: options.members.clone().unwrap_or_default(),
         expected: Fingerprint::of_digests(&verified.digests),
         attempts: options.attempts.unwrap_or(DEFAULT_ATTEMPTS),
         active_timeout: Duration::from_secs(options.timeout.unwrap_or(DEFAULT_TIMEOUT)),

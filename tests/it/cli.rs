@@ -135,6 +135,18 @@ const BAD: &[(&str, &str, u32, &str)] = &[
         "unknown visibility",
     ),
     (
+        "members-without-shared",
+        "pipelines/publish-all.yaml",
+        9,
+        "only a shared image has members",
+    ),
+    (
+        "member-not-a-project",
+        "pipelines/publish-all.yaml",
+        9,
+        "is not a project id",
+    ),
+    (
         "bad-boot-marker",
         "pipelines/publish-all.yaml",
         8,
