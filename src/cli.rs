@@ -125,6 +125,44 @@ pub enum Command {
         after_help = "Examples:\n  pipeline release lucy --cloud staging\n  pipeline release sunraku --cloud production --json"
     )]
     Release(ReleaseArgs),
+
+    /// Print the JSON Schema of pipeline, profile or policy files, for editors and other
+    /// checkers (the same as schemas/*.schema.json).
+    #[command(
+        after_help = "Examples:\n  pipeline schema pipeline > schemas/pipeline.schema.json\n  pipeline schema profile | jq '.properties | keys'\n\nA YAML file names its schema in its first line, for yaml-language-server:\n  # yaml-language-server: $schema=../schemas/pipeline.schema.json"
+    )]
+    Schema(SchemaArgs),
+}
+
+/// `pipeline schema`
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which kind of file.
+    #[arg(value_enum, value_name = "KIND")]
+    pub document: SchemaKind,
+}
+
+/// The kinds of YAML file with a schema.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// pipelines/NAME.yaml
+    Pipeline,
+    /// profiles/NAME.yaml
+    Profile,
+    /// profiles/policy.yaml
+    Policy,
+}
+
+impl SchemaKind {
+    /// The library's name for it.
+    pub fn document(self) -> hephaestus::pipeline::schema::Document {
+        use hephaestus::pipeline::schema::Document;
+        match self {
+            SchemaKind::Pipeline => Document::Pipeline,
+            SchemaKind::Profile => Document::Profile,
+            SchemaKind::Policy => Document::Policy,
+        }
+    }
 }
 
 /// Where the per-cloud lock lives, and how long to wait for it.
