@@ -65,6 +65,11 @@ schema:
 	done
 	@echo "schemas/: pipeline, profile and policy schemas written"
 
+## man: write the man pages into target/man/man1 (read them with: man -M target/man pipeline)
+man:
+	$(CARGO) build --locked --bin pipeline
+	@$(PIPELINE) man --out-dir target/man/man1
+
 ## clean: remove build output and run state (stops the local clouds first)
 clean: cloud-down
 	$(CARGO) clean

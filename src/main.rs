@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         cli::Command::Promote(a) => command::promote::run(&cli.root, a),
         cli::Command::BootCheck(a) => command::boot_check::run(&cli.root, a),
         cli::Command::Schema(a) => command::schema::run(a),
+        cli::Command::Completions(a) => command::completions::run(&cli.root, a),
+        cli::Command::Man(a) => command::man::run(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

@@ -3,8 +3,10 @@
 
 pub mod boot_check;
 pub mod check;
+pub mod completions;
 pub mod images;
 pub mod list;
+pub mod man;
 pub mod plan;
 pub mod promote;
 pub mod prune;

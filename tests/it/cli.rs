@@ -492,3 +492,165 @@ fn every_bad_clouds_yaml_is_a_configuration_error_that_shows_no_secret() {
         }
     }
 }
+
+/// The subcommands as `pipeline --help` lists them (`help` aside).
+fn subcommands_in_help() -> Vec<String> {
+    let ran = run(pipeline(&repo()).arg("--help"));
+    ran.expect_code(0);
+    let listed: Vec<String> = ran
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|name| name != "help")
+        .collect();
+    assert!(
+        listed.len() >= 15,
+        "subcommands in --help: {listed:?}\n{ran}"
+    );
+    listed
+}
+
+/// What bash's completion of `words` (the last one being completed) offers, after loading
+/// `pipeline --root ROOT completions bash` the way a user's ~/.bashrc does, and calling the
+/// function that `complete -p pipeline` names, as bash does on TAB.
+fn bash_completes(root: &std::path::Path, words: &[&str]) -> Vec<String> {
+    const SCRIPT: &str = r#"
+source <("$PIPELINE" --root "$ROOT" completions bash) || exit 3
+spec=$(complete -p pipeline) || exit 4
+fn=$(sed -n 's/.* -F \([^ ]*\) .*/\1/p' <<<"$spec")
+[ -n "$fn" ] || exit 5
+COMP_WORDS=("$@")
+COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+"$fn" pipeline "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg("bash")
+        .args(words)
+        .env("PIPELINE", assert_cmd::cargo::cargo_bin("pipeline"))
+        .env("ROOT", root)
+        .current_dir(root);
+    let ran = crate::util::run_std(&mut cmd);
+    ran.expect_code(0);
+    ran.stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_loads_and_completes_subcommands_pipelines_and_profiles() {
+    let root = project(None);
+    let offered = bash_completes(root.path(), &["pipeline", "r"]);
+    for expected in ["run", "rollback", "release"] {
+        assert!(offered.contains(&expected.to_string()), "{offered:?}");
+    }
+    assert!(!offered.contains(&"list".to_string()), "{offered:?}");
+
+    let offered = bash_completes(root.path(), &["pipeline", ""]);
+    for subcommand in subcommands_in_help() {
+        assert!(offered.contains(&subcommand), "{subcommand}: {offered:?}");
+    }
+
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "run", "pub"]),
+        ["publish-all"]
+    );
+    let offered = bash_completes(root.path(), &["pipeline", "plan", ""]);
+    for name in ["nightly", "promote", "publish-all", "verify-all"] {
+        assert!(offered.contains(&name.to_string()), "{name}: {offered:?}");
+    }
+    let profiles = ["generic", "lucy", "makise", "quinn", "sunraku"];
+    assert_eq!(
+        bash_completes(
+            root.path(),
+            &["pipeline", "run", "publish-all", "--profile", ""]
+        ),
+        profiles
+    );
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "rollback", ""])
+            .into_iter()
+            .filter(|w| !w.starts_with('-'))
+            .collect::<Vec<_>>(),
+        profiles
+    );
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "schema", "p"]),
+        ["pipeline", "profile", "policy"]
+    );
+}
+
+#[test]
+fn completion_without_a_project_still_completes_subcommands() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let offered = bash_completes(empty.path(), &["pipeline", "r"]);
+    assert!(offered.contains(&"run".to_string()), "{offered:?}");
+    let offered = bash_completes(empty.path(), &["pipeline", "run", ""]);
+    assert!(!offered.contains(&"publish-all".to_string()), "{offered:?}");
+}
+
+#[test]
+fn zsh_and_fish_completion_scripts_cover_every_subcommand() {
+    let subcommands = subcommands_in_help();
+    // clap_complete's fish script completes option values but no positional values, so
+    // fish offers profile names (--profile) and not pipeline names.
+    for (shell, header, names) in [
+        (
+            "zsh",
+            "#compdef pipeline",
+            &["(nightly promote publish-all verify-all)", "lucy"][..],
+        ),
+        ("fish", "complete -c pipeline", &["lucy\\t"][..]),
+    ] {
+        let ran = run(pipeline(&repo()).args(["completions", shell]));
+        ran.expect_code(0);
+        assert!(ran.stdout.contains(header), "{shell}\n{ran}");
+        for subcommand in &subcommands {
+            assert!(
+                ran.stdout.contains(subcommand.as_str()),
+                "{shell}: {subcommand}"
+            );
+        }
+        for name in names {
+            assert!(ran.stdout.contains(name), "{shell}: {name}");
+        }
+    }
+}
+
+#[test]
+fn man_pages_name_every_subcommand_and_their_options() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ran = run(pipeline(&repo()).args(["man", "--out-dir"]).arg(dir.path()));
+    ran.expect_code(0);
+    let main = std::fs::read_to_string(dir.path().join("pipeline.1")).expect("pipeline.1");
+    assert!(main.contains(".TH pipeline 1"), "{main}");
+    assert!(main.contains(".SH SUBCOMMANDS"), "{main}");
+    for subcommand in subcommands_in_help() {
+        let roff_name = subcommand.replace('-', "\\-");
+        assert!(
+            main.contains(&format!("pipeline\\-{roff_name}(1)")),
+            "pipeline.1 lacks {subcommand}"
+        );
+        let page = dir.path().join(format!("pipeline-{subcommand}.1"));
+        assert!(page.is_file(), "no page {}", page.display());
+    }
+    let run_page =
+        std::fs::read_to_string(dir.path().join("pipeline-run.1")).expect("pipeline-run.1");
+    for option in ["\\-\\-dry\\-run", "\\-\\-report", "\\-\\-lock\\-timeout"] {
+        assert!(run_page.contains(option), "pipeline-run.1 lacks {option}");
+    }
+
+    let ran = run(pipeline(&repo()).arg("man"));
+    ran.expect_code(0);
+    assert_eq!(ran.stdout, main, "`pipeline man` prints pipeline(1)");
+}
