@@ -19,7 +19,8 @@ Exit codes:
      (the message names the images and what is left to fix)
   4  busy: another pipeline process held the cloud's lock past --lock-timeout
 
-Human output goes to stderr; --json prints exactly one JSON document on stdout.
+Human output goes to stderr (--log-format json: one JSON object per line); --json prints
+exactly one JSON document on stdout.
 Set -v (or RUST_LOG=debug) for the output of nix and the HTTP calls.";
 
 /// Build, verify and publish the Hephaestus NixOS images into OpenStack Glance.
@@ -38,9 +39,31 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How stderr is written: `text` for people, or `json`, one JSON object per line (each
+    /// log event and each line of the command's output), for CI log shipping.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT",
+        env = "HEPHAESTUS_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (colours on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields.
+    Json,
 }
 
 /// The subcommands.

@@ -1,6 +1,7 @@
 //! `pipeline man`: the man pages, rendered by clap_mangen from the same definition as
 //! `--help` (`make man` writes them under target/man/man1; the Nix package installs them).
 
+use super::output::say;
 use crate::cli::{Cli, ManArgs};
 use anyhow::Context as _;
 use clap::CommandFactory;
@@ -19,6 +20,6 @@ pub fn run(args: &ManArgs) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     clap_mangen::generate_to(cmd, dir)
         .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
-    eprintln!("man pages written into {}", dir.display());
+    say!("man pages written into {}", dir.display());
     Ok(Exit::Success)
 }

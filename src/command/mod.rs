@@ -7,6 +7,7 @@ pub mod completions;
 pub mod images;
 pub mod list;
 pub mod man;
+pub mod output;
 pub mod plan;
 pub mod promote;
 pub mod prune;

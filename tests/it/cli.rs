@@ -476,6 +476,7 @@ fn every_bad_clouds_yaml_is_a_configuration_error_that_shows_no_secret() {
         for args in [
             &["images", "--cloud", "local"][..],
             &["-vv", "prune", "--cloud", "local"][..],
+            &["--log-format", "json", "-vv", "prune", "--cloud", "local"][..],
         ] {
             let mut cmd = pipeline(root.path());
             cmd.args(args)
@@ -653,4 +654,85 @@ fn man_pages_name_every_subcommand_and_their_options() {
     let ran = run(pipeline(&repo()).arg("man"));
     ran.expect_code(0);
     assert_eq!(ran.stdout, main, "`pipeline man` prints pipeline(1)");
+}
+
+/// Every line of `stderr`, parsed; panics on a line that is not one JSON object with a
+/// timestamp, a level and a message.
+fn json_lines(ran: &crate::util::Ran) -> Vec<Value> {
+    let events: Vec<Value> = ran
+        .stderr
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}\n{ran}"));
+            for field in ["timestamp", "level", "message"] {
+                assert!(event[field].is_string(), "no {field}: {line}\n{ran}");
+            }
+            event
+        })
+        .collect();
+    assert!(!events.is_empty(), "nothing on stderr\n{ran}");
+    events
+}
+
+#[test]
+fn json_logs_put_one_json_object_per_line_on_stderr() {
+    let root = project(None);
+    let ran = run(pipeline(root.path()).args([
+        "--log-format",
+        "json",
+        "-v",
+        "run",
+        "verify-all",
+        "--dry-run",
+    ]));
+    ran.expect_code(0);
+    assert!(ran.stdout.is_empty(), "stdout stays for --json\n{ran}");
+    let events = json_lines(&ran);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["target"] == "hephaestus::pipeline::runner"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("lucy: tag ok"))),
+        "the runner's log events\n{ran}"
+    );
+    assert!(
+        events.iter().any(|e| e["level"] == "INFO"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("verify-all: 5 image(s), 0 failed"))),
+        "the report is an event too\n{ran}"
+    );
+
+    // The error that ends a command is an ERROR event, even with RUST_LOG turned down.
+    let bad = project(Some("unknown-key"));
+    let mut cmd = pipeline(bad.path());
+    cmd.args(["validate"])
+        .env("HEPHAESTUS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "off");
+    let ran = run(&mut cmd);
+    ran.expect_code(2);
+    let events = json_lines(&ran);
+    assert!(
+        events.iter().any(|e| e["level"] == "ERROR"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unknown field `concurency`"))),
+        "{ran}"
+    );
+}
+
+#[test]
+fn text_stays_the_default_log_format() {
+    let root = project(None);
+    let ran = run(pipeline(root.path()).args(["-v", "run", "verify-all", "--dry-run"]));
+    ran.expect_code(0);
+    assert!(
+        ran.stderr
+            .starts_with("verify-all: 5 profile(s), stages evaluate"),
+        "{ran}"
+    );
+    assert!(!ran.stderr.lines().any(|l| l.starts_with('{')), "{ran}");
 }
