@@ -589,6 +589,10 @@ fn bash_completion_loads_and_completes_subcommands_pipelines_and_profiles() {
         bash_completes(root.path(), &["pipeline", "schema", "p"]),
         ["pipeline", "profile", "policy"]
     );
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "completions", "f"]),
+        ["fish"]
+    );
 }
 
 #[test]
@@ -650,6 +654,10 @@ fn man_pages_name_every_subcommand_and_their_options() {
     for option in ["\\-\\-dry\\-run", "\\-\\-report", "\\-\\-lock\\-timeout"] {
         assert!(run_page.contains(option), "pipeline-run.1 lacks {option}");
     }
+    assert!(
+        run_page.contains("pipeline run publish\\-all \\-\\-dry\\-run"),
+        "pipeline-run.1 lacks the examples of --help"
+    );
 
     let ran = run(pipeline(&repo()).arg("man"));
     ran.expect_code(0);
@@ -706,6 +714,20 @@ fn json_logs_put_one_json_object_per_line_on_stderr() {
         "the report is an event too\n{ran}"
     );
 
+    // --json keeps stdout for its one document.
+    let ran = run(pipeline(root.path()).args([
+        "--log-format",
+        "json",
+        "run",
+        "verify-all",
+        "--dry-run",
+        "--json",
+    ]));
+    ran.expect_code(0);
+    json_lines(&ran);
+    let report: Value = serde_json::from_str(&ran.stdout).expect("one JSON document on stdout");
+    assert_eq!(report["pipeline"], "verify-all", "{ran}");
+
     // The error that ends a command is an ERROR event, even with RUST_LOG turned down.
     let bad = project(Some("unknown-key"));
     let mut cmd = pipeline(bad.path());
@@ -722,6 +744,11 @@ fn json_logs_put_one_json_object_per_line_on_stderr() {
                 .is_some_and(|m| m.contains("unknown field `concurency`"))),
         "{ran}"
     );
+
+    // Arguments clap refuses are reported before the format is known: as text, exit 2.
+    let ran = run(pipeline(root.path()).args(["--log-format", "json", "frobnicate"]));
+    ran.expect_code(2);
+    assert!(ran.stderr.starts_with("error:"), "{ran}");
 }
 
 #[test]
