@@ -18,7 +18,7 @@ include mk/boot.mk
 include mk/flake.mk
 include mk/bench.mk
 
-.PHONY: help install-deps build lint test demo fuzz clean
+.PHONY: help install-deps build lint test demo fuzz schema man clean
 
 ## help: list the targets
 help:
@@ -55,6 +55,20 @@ demo: install-deps build
 ## fuzz: the property tests of every parser of untrusted bytes, with many cases (FUZZ_CASES)
 fuzz:
 	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --locked --release --test it -- props::
+
+## schema: regenerate schemas/*.schema.json from the Rust types of the YAML files
+schema:
+	$(CARGO) build --locked --bin pipeline
+	@for kind in pipeline profile policy; do \
+	  $(PIPELINE) schema $$kind > schemas/$$kind.schema.json.tmp && \
+	  mv schemas/$$kind.schema.json.tmp schemas/$$kind.schema.json || exit 1; \
+	done
+	@echo "schemas/: pipeline, profile and policy schemas written"
+
+## man: write the man pages into target/man/man1 (read them with: man -M target/man pipeline)
+man:
+	$(CARGO) build --locked --bin pipeline
+	@$(PIPELINE) man --out-dir target/man/man1
 
 ## clean: remove build output and run state (stops the local clouds first)
 clean: cloud-down

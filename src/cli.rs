@@ -1,8 +1,14 @@
 //! Command-line arguments: the raw flags as clap parses them. Turning them into a validated
 //! plan is the commands' job (`command/`), so parsing stays free of side effects.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 use std::path::PathBuf;
+
+/// The value name of every argument that takes a profile; shell completion offers the
+/// project's profile names for exactly these.
+pub const PROFILE_VALUE: &str = "PROFILE";
+/// The value name of every argument that takes a pipeline; completion offers its names.
+pub const PIPELINE_VALUE: &str = "NAME|FILE";
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -13,7 +19,8 @@ Exit codes:
      (the message names the images and what is left to fix)
   4  busy: another pipeline process held the cloud's lock past --lock-timeout
 
-Human output goes to stderr; --json prints exactly one JSON document on stdout.
+Human output goes to stderr (--log-format json: one JSON object per line); --json prints
+exactly one JSON document on stdout.
 Set -v (or RUST_LOG=debug) for the output of nix and the HTTP calls.";
 
 /// Build, verify and publish the Hephaestus NixOS images into OpenStack Glance.
@@ -25,16 +32,38 @@ Set -v (or RUST_LOG=debug) for the output of nix and the HTTP calls.";
 #[command(name = "pipeline", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
     /// Project root holding pipelines/, profiles/ and nix/.
-    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    #[arg(long, global = true, default_value = ".", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub root: PathBuf,
 
     /// More output on stderr (-v: debug, -vv: trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How stderr is written: `text` for people, or `json`, one JSON object per line (each
+    /// log event and each line of the command's output), for CI log shipping.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT",
+        env = "HEPHAESTUS_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (colours on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields.
+    Json,
 }
 
 /// The subcommands.
@@ -125,6 +154,74 @@ pub enum Command {
         after_help = "Examples:\n  pipeline release lucy --cloud staging\n  pipeline release sunraku --cloud production --json"
     )]
     Release(ReleaseArgs),
+
+    /// Print the JSON Schema of pipeline, profile or policy files, for editors and other
+    /// checkers (the same as schemas/*.schema.json).
+    #[command(
+        after_help = "Examples:\n  pipeline schema pipeline > schemas/pipeline.schema.json\n  pipeline schema profile | jq '.properties | keys'\n\nA YAML file names its schema in its first line, for yaml-language-server:\n  # yaml-language-server: $schema=../schemas/pipeline.schema.json"
+    )]
+    Schema(SchemaArgs),
+
+    /// Print a shell completion script: subcommands, flags, values, and the names of the
+    /// pipelines and profiles under --root when the script is generated.
+    #[command(
+        after_help = "Install (the names completed are those of the project in the current directory):\n  bash: source <(pipeline completions bash)             # in ~/.bashrc\n  zsh:  pipeline completions zsh > ~/.zfunc/_pipeline   # with fpath+=(~/.zfunc) before compinit\n  fish: pipeline completions fish > ~/.config/fish/completions/pipeline.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Write the man pages: pipeline(1) and one pipeline-COMMAND(1) per subcommand.
+    #[command(
+        after_help = "Examples:\n  pipeline man | man -l -\n  pipeline man --out-dir target/man && man -M target pipeline-run"
+    )]
+    Man(ManArgs),
+}
+
+/// `pipeline completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `pipeline man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page into DIR (created if missing) instead of printing pipeline(1) on
+    /// stdout.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// `pipeline schema`
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which kind of file.
+    #[arg(value_enum, value_name = "KIND")]
+    pub document: SchemaKind,
+}
+
+/// The kinds of YAML file with a schema.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// pipelines/NAME.yaml
+    Pipeline,
+    /// profiles/NAME.yaml
+    Profile,
+    /// profiles/policy.yaml
+    Policy,
+}
+
+impl SchemaKind {
+    /// The library's name for it.
+    pub fn document(self) -> hephaestus::pipeline::schema::Document {
+        use hephaestus::pipeline::schema::Document;
+        match self {
+            SchemaKind::Pipeline => Document::Pipeline,
+            SchemaKind::Profile => Document::Profile,
+            SchemaKind::Policy => Document::Policy,
+        }
+    }
 }
 
 /// Where the per-cloud lock lives, and how long to wait for it.
@@ -146,7 +243,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "CLOUD")]
     pub cloud: Option<String>,
     /// Only these profiles (repeatable; default every profile with images in the cloud).
-    #[arg(long = "profile", value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = PROFILE_VALUE)]
     pub profiles: Vec<String>,
     /// Only the images of this stable name; `{profile}` is replaced (default: every name
     /// the profile's images carry).
@@ -169,7 +266,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
     /// The profile whose rolled-back builds may be published again.
-    #[arg(value_name = "PROFILE")]
+    #[arg(value_name = PROFILE_VALUE)]
     pub profile: String,
     /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
     #[arg(long, value_name = "CLOUD")]
@@ -190,7 +287,7 @@ pub struct ReleaseArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The profile to roll back.
-    #[arg(value_name = "PROFILE")]
+    #[arg(value_name = PROFILE_VALUE)]
     pub profile: String,
     /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
     #[arg(long, value_name = "CLOUD")]
@@ -217,7 +314,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "CLOUD")]
     pub cloud: Option<String>,
     /// Only these profiles (repeatable; default every profile with images in the cloud).
-    #[arg(long = "profile", value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = PROFILE_VALUE)]
     pub profiles: Vec<String>,
     /// Generations to keep per profile and name, the current one included.
     #[arg(long, value_name = "N", default_value_t = 3,
@@ -242,10 +339,10 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 pub struct BootCheckArgs {
     /// The image file (qcow2).
-    #[arg(value_name = "FILE")]
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
     /// The profile whose firmware to boot with.
-    #[arg(long, value_name = "PROFILE")]
+    #[arg(long, value_name = PROFILE_VALUE)]
     pub profile: String,
     /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
     #[arg(long, value_name = "SECONDS")]
@@ -277,7 +374,7 @@ pub struct PromoteArgs {
     #[arg(long, value_name = "CLOUD")]
     pub to: String,
     /// Only these profiles (repeatable; default all).
-    #[arg(long = "profile", value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = PROFILE_VALUE)]
     pub profiles: Vec<String>,
     /// Promote this generation (`hephaestus_generation`) instead of the current image.
     #[arg(long, value_name = "GENERATION")]
@@ -314,7 +411,7 @@ pub struct ImagesArgs {
     #[arg(long, value_name = "CLOUD")]
     pub cloud: Option<String>,
     /// Only these profiles (repeatable).
-    #[arg(long = "profile", value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = PROFILE_VALUE)]
     pub profiles: Vec<String>,
     /// Print one JSON document on stdout.
     #[arg(long)]
@@ -325,10 +422,10 @@ pub struct ImagesArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The image file.
-    #[arg(value_name = "FILE")]
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
     /// The profile whose firmware the image must fit.
-    #[arg(long, value_name = "PROFILE")]
+    #[arg(long, value_name = PROFILE_VALUE)]
     pub profile: String,
     /// Print the result as one JSON document on stdout.
     #[arg(long)]
@@ -347,7 +444,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Pipeline names (pipelines/NAME.yaml) or YAML files; all pipelines when none given.
-    #[arg(value_name = "NAME|FILE")]
+    #[arg(value_name = PIPELINE_VALUE)]
     pub targets: Vec<String>,
     /// Print the problems as one JSON document on stdout.
     #[arg(long)]
@@ -358,10 +455,10 @@ pub struct ValidateArgs {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// Pipeline name (pipelines/NAME.yaml) or path to a YAML file.
-    #[arg(value_name = "NAME|FILE")]
+    #[arg(value_name = PIPELINE_VALUE)]
     pub target: String,
     /// Only these profiles (repeatable); they must be in the pipeline.
-    #[arg(long = "profile", value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = PROFILE_VALUE)]
     pub profiles: Vec<String>,
     /// clouds.yaml entry to publish into, instead of the pipeline's `cloud:`.
     #[arg(long, value_name = "CLOUD")]

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// How an image boots. Hephaestus is UEFI-only; legacy BIOS is an exception granted by
 /// `profiles/policy.yaml` (shipped: `sunraku` only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Boot {
     /// UEFI with a GPT disk and an EFI System Partition; tagged `hw_firmware_type=uefi`,

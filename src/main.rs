@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     // A panic is a bug; its message could quote a value the program held, so only where it
     // happened is printed (never the payload, which might hold a credential).
     std::panic::set_hook(Box::new(|info| {
@@ -24,10 +24,10 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_else(|| "an unknown place".into());
-        eprintln!(
-            "error: internal error at {at} (a bug in pipeline; please report it with the \
-             command you ran)"
-        );
+        command::output::fail(format_args!(
+            "internal error at {at} (a bug in pipeline; please report it with the command you \
+             ran)"
+        ));
     }));
     let result = match &cli.command {
         cli::Command::List(a) => command::list::run(&cli.root, a),
@@ -42,17 +42,20 @@ fn main() -> ExitCode {
         cli::Command::Release(a) => command::release::run(&cli.root, a),
         cli::Command::Promote(a) => command::promote::run(&cli.root, a),
         cli::Command::BootCheck(a) => command::boot_check::run(&cli.root, a),
+        cli::Command::Schema(a) => command::schema::run(a),
+        cli::Command::Completions(a) => command::completions::run(&cli.root, a),
+        cli::Command::Man(a) => command::man::run(a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            command::output::fail(format_args!("{err:#}"));
             ExitCode::from(command::exit_code_of(&err).code())
         }
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: cli::LogFormat) {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -64,11 +67,28 @@ fn init_logging(verbose: u8) {
     let default = format!("warn,hephaestus={level},pipeline={level}");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+    match format {
+        cli::LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .without_time()
+            .init(),
+        cli::LogFormat::Json => {
+            // The command's own output travels as log events here, so no RUST_LOG may hide it.
+            let output = format!("{}=info", command::output::TARGET)
+                .parse()
+                .expect("a valid filter directive");
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_env_filter(filter.add_directive(output))
+                .with_writer(std::io::stderr)
+                .init();
+            command::output::use_json(true);
+        }
+    }
 }

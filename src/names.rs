@@ -38,6 +38,12 @@ pub const ATTRIBUTE_RULE: &str = "an attribute path is identifiers (a letter or 
 pub const IMAGE_NAME_RULE: &str = "an image name is a letter or digit, then letters, digits, \
      `.`, `_` or `-`, with `{profile}` as the only placeholder, at most 255 characters";
 
+/// [`check_name`] as a regular expression, for the JSON Schema of the YAML files (an editor
+/// flags a bad name as it is typed; validation stays the authority).
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,62}$";
+/// [`check_attribute`] as a regular expression, for the JSON Schema.
+pub const ATTRIBUTE_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$";
+
 fn first_bad(text: &str, ok: impl Fn(char) -> bool) -> Option<char> {
     text.chars().find(|c| !ok(*c))
 }
@@ -106,6 +112,62 @@ pub fn check_image_name(template: &str) -> Result<(), Unsafe> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // The schema's patterns must refuse exactly what validation refuses, or an editor
+        // would flag good files (or bless bad ones).
+        #[test]
+        fn the_schema_patterns_agree_with_the_checks(text in "[a-zA-Z0-9._ ;$\"{}-]{0,70}") {
+            let name = regex::Regex::new(NAME_PATTERN).expect("NAME_PATTERN");
+            let attribute = regex::Regex::new(ATTRIBUTE_PATTERN).expect("ATTRIBUTE_PATTERN");
+            prop_assert_eq!(name.is_match(&text), check_name(&text).is_ok(), "name {:?}", text);
+            prop_assert_eq!(
+                attribute.is_match(&text),
+                check_attribute(&text).is_ok(),
+                "attribute {:?}",
+                text
+            );
+        }
+    }
+
+    #[test]
+    fn the_schema_patterns_agree_on_the_edge_cases() {
+        let name = regex::Regex::new(NAME_PATTERN).expect("NAME_PATTERN");
+        let attribute = regex::Regex::new(ATTRIBUTE_PATTERN).expect("ATTRIBUTE_PATTERN");
+        let long = "a".repeat(63);
+        let longer = "a".repeat(64);
+        for text in [
+            "lucy",
+            "node-1",
+            "a",
+            &long,
+            &longer,
+            "",
+            "Lucy",
+            "1a",
+            "-a",
+            "a.b",
+            "images.lucy",
+            "_a",
+            "images..lucy",
+            "images.",
+            ".lucy",
+            "images.1lucy",
+            "packages.x86_64-linux.image",
+        ] {
+            assert_eq!(
+                name.is_match(text),
+                check_name(text).is_ok(),
+                "name {text:?}"
+            );
+            assert_eq!(
+                attribute.is_match(text),
+                check_attribute(text).is_ok(),
+                "attribute {text:?}"
+            );
+        }
+    }
 
     #[test]
     fn names_refuse_every_unsafe_character() {

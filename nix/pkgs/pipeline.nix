@@ -5,8 +5,10 @@
 # used from the git checkout (`./nix`, i.e. git+file with dir=nix): a `path:./nix` flake copies
 # nix/ alone and cannot see the crate.
 { lib
+, stdenv
 , rustPlatform
 , makeWrapper
+, installShellFiles
 , qemu-utils
 , qemu_kvm
 , nix
@@ -33,12 +35,24 @@ rustPlatform.buildRustPackage {
   # not in the source; the unit tests ran in the repository's own CI (`make test`).
   doCheck = false;
 
-  nativeBuildInputs = [ makeWrapper ];
+  nativeBuildInputs = [ makeWrapper installShellFiles ];
 
+  # The man pages and completion scripts come from the binary itself (clap_mangen,
+  # clap_complete), so they are made before it is wrapped, and only where the build machine
+  # can run what it built. The source has no profiles/, so no project's names are baked into
+  # the completions: they complete subcommands, flags and files.
+  #
   # Run-time tools: qemu-img (image inspection), qemu-system-x86_64 (boot-check) and nix
   # (build stage). nix is appended, not prepended: on a NixOS host the system's nix, which
   # matches its daemon, keeps precedence; the wrapped one is the fallback.
-  postInstall = ''
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    $out/bin/pipeline man --out-dir man
+    installManPage man/*.1
+    installShellCompletion --cmd pipeline \
+      --bash <($out/bin/pipeline completions bash) \
+      --zsh <($out/bin/pipeline completions zsh) \
+      --fish <($out/bin/pipeline completions fish)
+  '' + ''
     wrapProgram $out/bin/pipeline \
       --prefix PATH : ${lib.makeBinPath [ qemu-utils qemu_kvm ]} \
       --suffix PATH : ${lib.makeBinPath [ nix ]}

@@ -92,7 +92,7 @@ pub fn parse_marker(marker: &str) -> Result<Regex, Error> {
 }
 
 /// Which QEMU accelerator to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Software emulation: always works, slow.

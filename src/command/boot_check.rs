@@ -1,5 +1,6 @@
 //! `pipeline boot-check FILE --profile P`: the boot-check stage on any local image file.
 
+use super::output::say;
 use crate::cli::BootCheckArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -27,7 +28,7 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
         .join("boot-check")
         .join(&profile.name);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    eprintln!(
+    say!(
         "booting {} under {} firmware (profile `{}`)…",
         args.file.display(),
         profile.boot,
@@ -44,7 +45,7 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
     if args.json {
         super::print_json(&report)?;
     }
-    eprintln!(
+    say!(
         "ok: booted in {:.1}s under {:?} ({}: {}); marker line {:?}; image unchanged (sha256 {})",
         report.seconds,
         report.firmware,
@@ -53,6 +54,6 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
         report.matched_line,
         report.sha256
     );
-    eprintln!("serial log: {}", report.serial_log.display());
+    say!("serial log: {}", report.serial_log.display());
     Ok(Exit::Success)
 }

@@ -1,6 +1,7 @@
 //! `pipeline check`: the invariants of a cloud's image families, and with `--repair` the safe
 //! fixes (see `lifecycle::check`).
 
+use super::output::say;
 use crate::cli::CheckArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -32,7 +33,7 @@ pub fn run(root: &Path, args: &CheckArgs) -> anyhow::Result<Exit> {
         (Vec::new(), found.clone())
     };
     for f in &found {
-        eprintln!(
+        say!(
             "{} · {}: {}{}",
             f.profile,
             f.name,
@@ -46,11 +47,11 @@ pub fn run(root: &Path, args: &CheckArgs) -> anyhow::Result<Exit> {
     }
     for c in &changes {
         match &c.error {
-            None => eprintln!("repaired: {}", c.repair),
-            Some(e) => eprintln!("FAILED to {}: {e}", c.repair),
+            None => say!("repaired: {}", c.repair),
+            Some(e) => say!("FAILED to {}: {e}", c.repair),
         }
     }
-    eprintln!(
+    say!(
         "cloud {cloud}: {}",
         if left.is_empty() {
             "every image family is sound".to_string()

@@ -1,5 +1,6 @@
 //! `pipeline images`: per profile, the current image and every kept generation in a cloud.
 
+use super::output::say;
 use crate::cli::ImagesArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -63,12 +64,12 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<Exit> {
         super::print_json(&json!({ "cloud": glance.cloud(), "profiles": doc }))?;
         return Ok(Exit::Success);
     }
-    eprintln!("cloud {}:", glance.cloud());
+    say!("cloud {}:", glance.cloud());
     if by_profile.is_empty() {
-        eprintln!("  no Hephaestus images");
+        say!("  no Hephaestus images");
     }
     for (profile, list) in &by_profile {
-        eprintln!("{profile}:");
+        say!("{profile}:");
         for image in list {
             let r = row(image);
             let text = |k: &str| {
@@ -76,7 +77,7 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<Exit> {
                     .map(str::to_string)
                     .unwrap_or_else(|| "-".into())
             };
-            eprintln!(
+            say!(
                 "  {:<11} {}  {:<40} gen {:<22} {:<4} {:>12} B  {:<8} {}",
                 text("role"),
                 image.id,

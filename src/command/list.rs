@@ -1,5 +1,6 @@
 //! `pipeline list`: the pipelines with their descriptions and the profiles with their boot mode.
 
+use super::output::say;
 use crate::cli::ListArgs;
 use hephaestus::error::Exit;
 use hephaestus::pipeline::spec::PipelineSpec;
@@ -30,13 +31,13 @@ pub fn run(root: &Path, args: &ListArgs) -> anyhow::Result<Exit> {
         }))
         .map(|()| Exit::Success);
     }
-    eprintln!("Pipelines:");
+    say!("Pipelines:");
     for (name, description) in &pipelines {
-        eprintln!("  {name:<14} {description}");
+        say!("  {name:<14} {description}");
     }
-    eprintln!("Profiles:");
+    say!("Profiles:");
     for p in project.profiles.values() {
-        eprintln!("  {:<10} {:<5} {}", p.name, p.boot.as_str(), p.description);
+        say!("  {:<10} {:<5} {}", p.name, p.boot.as_str(), p.description);
     }
     Ok(Exit::Success)
 }

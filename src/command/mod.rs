@@ -3,14 +3,18 @@
 
 pub mod boot_check;
 pub mod check;
+pub mod completions;
 pub mod images;
 pub mod list;
+pub mod man;
+pub mod output;
 pub mod plan;
 pub mod promote;
 pub mod prune;
 pub mod release;
 pub mod rollback;
 pub mod run;
+pub mod schema;
 pub mod validate;
 pub mod verify;
 

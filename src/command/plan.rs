@@ -1,6 +1,7 @@
 //! `pipeline plan`: per profile, the stages that will run, the firmware, and every Glance
 //! property and tag the tag stage will set — without building or publishing anything.
 
+use super::output::say;
 use crate::cli::{PlanArgs, TargetArgs};
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -81,7 +82,7 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         }))
         .map(|()| Exit::Success);
     }
-    eprintln!(
+    say!(
         "{} ({}): {} profile(s) → cloud {}, {} at a time",
         plan.pipeline,
         plan.file.display(),
@@ -89,31 +90,34 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         plan.cloud.as_deref().unwrap_or("(none)"),
         plan.concurrency
     );
-    eprintln!("stages: {}", stage_names.join(" → "));
+    say!("stages: {}", stage_names.join(" → "));
     if let Some(reason) = &skipped_boot {
-        eprintln!("boot-check: SKIPPED, images are published without a boot proof: {reason}");
+        say!("boot-check: SKIPPED, images are published without a boot proof: {reason}");
     }
     for (ev, name, t) in &profiles {
-        eprintln!();
-        eprintln!(
+        say!();
+        say!(
             "{}  firmware={}  image={}  {}",
-            ev.profile, ev.boot, name, ev.installable
+            ev.profile,
+            ev.boot,
+            name,
+            ev.installable
         );
         if ev.min_disk.is_some() || ev.min_ram.is_some() {
-            eprintln!(
+            say!(
                 "  min_disk={} GiB  min_ram={} MiB",
                 ev.min_disk.map_or("-".into(), |v| v.to_string()),
                 ev.min_ram.map_or("-".into(), |v| v.to_string())
             );
         }
-        eprintln!("  properties:");
+        say!("  properties:");
         for (k, v) in &t.properties {
-            eprintln!("    {k}={v}");
+            say!("    {k}={v}");
         }
         for (k, from) in &t.pending {
-            eprintln!("    {k}=<{from}>");
+            say!("    {k}=<{from}>");
         }
-        eprintln!(
+        say!(
             "  tags: {}  (+ `candidate` while uploading, `current` once published)",
             t.tags.join(", ")
         );

@@ -47,7 +47,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
         dry_run: args.dry_run,
         run_dir: super::run_dir(&project.root, args.run_dir.as_deref())?,
         keep_outputs: false,
-        reporter: Reporter::new(std::io::stderr().is_terminal()),
+        reporter: Reporter::new(std::io::stderr().is_terminal() && !super::output::json()),
     };
     let lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
     super::run::execute(

@@ -1,6 +1,7 @@
 //! `pipeline prune`: apply retention to the chosen profiles of a cloud, or with `--dry-run`
 //! list what would be deleted and why.
 
+use super::output::say;
 use crate::cli::PruneArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -14,14 +15,17 @@ fn line(action: &str, d: &Decision) {
         .as_deref()
         .map(|x| format!(" — {x}"))
         .unwrap_or_default();
-    eprintln!(
+    say!(
         "  {action:<14} {}  {:<40} gen {:<22} {}{detail}",
-        d.image.id, d.image.name, d.image.generation, d.reason
+        d.image.id,
+        d.image.name,
+        d.image.generation,
+        d.reason
     );
 }
 
 fn show_plan(plan: &RetentionPlan) {
-    eprintln!(
+    say!(
         "{} · {}: {} kept, {} would be deleted",
         plan.profile,
         plan.name,
@@ -33,7 +37,7 @@ fn show_plan(plan: &RetentionPlan) {
 }
 
 fn show_report(report: &RetentionReport) {
-    eprintln!(
+    say!(
         "{} · {}: {} kept, {} deleted{}{}",
         report.profile,
         report.name,
@@ -76,7 +80,7 @@ pub fn run(root: &Path, args: &PruneArgs) -> anyhow::Result<Exit> {
     } else {
         args.profiles.clone()
     };
-    eprintln!(
+    say!(
         "cloud {cloud}: keeping {} generation(s) per profile and name{}",
         args.keep,
         if args.dry_run {
@@ -96,12 +100,12 @@ pub fn run(root: &Path, args: &PruneArgs) -> anyhow::Result<Exit> {
             None => lifecycle::families(&images),
         };
         if images.is_empty() {
-            eprintln!("{profile}: no images in cloud {cloud}");
+            say!("{profile}: no images in cloud {cloud}");
         }
         for name in names {
             let plan = lifecycle::retention::decide(&images, profile, &name, args.keep);
             if plan.kept.is_empty() && plan.delete.is_empty() {
-                eprintln!("{profile} · {name}: no images of this name");
+                say!("{profile} · {name}: no images of this name");
                 continue;
             }
             if args.dry_run {

@@ -1,5 +1,6 @@
 //! `pipeline release`: lift the hold a rollback put on a profile's rolled-back builds.
 
+use super::output::say;
 use crate::cli::ReleaseArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -24,15 +25,17 @@ pub fn run(root: &Path, args: &ReleaseArgs) -> anyhow::Result<Exit> {
         ))
         .with_context(|| format!("cannot release `{}` in cloud {cloud}", args.profile))?;
     if released.is_empty() {
-        eprintln!(
+        say!(
             "{cloud}: `{}` has no rolled-back build: nothing is held",
             args.profile
         );
     }
     for g in &released {
-        eprintln!(
+        say!(
             "{cloud}: released {} ({}, generation {}): its build may be published again",
-            g.id, g.name, g.generation
+            g.id,
+            g.name,
+            g.generation
         );
     }
     if args.json {

@@ -1,5 +1,6 @@
 //! `pipeline rollback`: make the previous (or a named) generation of a profile current again.
 
+use super::output::say;
 use crate::cli::RollbackArgs;
 use anyhow::Context as _;
 use hephaestus::error::error_chain;
@@ -32,7 +33,7 @@ pub fn run(root: &Path, args: &RollbackArgs) -> anyhow::Result<Exit> {
             )))
         }
     };
-    eprintln!("{}: {}", glance.cloud(), done.message);
+    say!("{}: {}", glance.cloud(), done.message);
     if args.json {
         let mut doc = serde_json::to_value(&done)?;
         doc["cloud"] = glance.cloud().into();

@@ -1,5 +1,6 @@
 //! `pipeline run`: load and validate, authenticate when the pipeline publishes, run, report.
 
+use super::output::say;
 use crate::cli::RunArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -42,7 +43,7 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<Exit> {
         dry_run: args.dry_run,
         run_dir: super::run_dir(&project.root, args.run_dir.as_deref())?,
         keep_outputs: args.keep_outputs,
-        reporter: Reporter::new(std::io::stderr().is_terminal()),
+        reporter: Reporter::new(std::io::stderr().is_terminal() && !super::output::json()),
     };
     let lock_timeout = Duration::from_secs(args.lock_timeout);
     execute(
@@ -64,7 +65,7 @@ pub fn execute(
     json: bool,
     report_file: Option<&Path>,
 ) -> anyhow::Result<Exit> {
-    eprintln!(
+    say!(
         "{}: {} profile(s), stages {}{}",
         plan.pipeline,
         plan.profiles.len(),
@@ -103,7 +104,7 @@ pub fn execute(
         _ => None,
     };
     let report = runtime.block_on(runner::run(plan, project, &clouds, options));
-    eprint!("{}", report.render_text());
+    say!("{}", report.render_text());
     if let Some(path) = report_file {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")

@@ -1,5 +1,6 @@
 //! `pipeline validate`: every problem in pipelines, profiles and the policy, in one report.
 
+use super::output::say;
 use crate::cli::ValidateArgs;
 use hephaestus::error::Exit;
 use hephaestus::pipeline::validate::validate_all;
@@ -28,7 +29,7 @@ pub fn run(root: &Path, args: &ValidateArgs) -> anyhow::Result<Exit> {
         });
     }
     if diagnostics.is_empty() {
-        eprintln!("ok: {checked} pipeline(s), the profiles and the firmware policy are valid");
+        say!("ok: {checked} pipeline(s), the profiles and the firmware policy are valid");
         Ok(Exit::Success)
     } else {
         Err(LoadError::Invalid(diagnostics).into())

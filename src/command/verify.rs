@@ -1,5 +1,6 @@
 //! `pipeline verify FILE --profile P`: the verify stage on any local image file.
 
+use super::output::say;
 use crate::cli::VerifyArgs;
 use anyhow::Context as _;
 use hephaestus::error::Exit;
@@ -29,13 +30,13 @@ pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<Exit> {
         super::print_json(&verified)?;
     }
     let d = &verified.digests;
-    eprintln!(
+    say!(
         "{}: ok for `{}` ({})",
         args.file.display(),
         profile.name,
         profile.boot
     );
-    eprintln!(
+    say!(
         "  qcow2 v{}, virtual size {} bytes, cluster size {} bytes{}",
         verified.qcow2.version,
         verified.qcow2.virtual_size,
@@ -46,8 +47,8 @@ pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<Exit> {
             ""
         }
     );
-    eprintln!("  firmware: {}", verified.firmware_evidence);
-    eprintln!(
+    say!("  firmware: {}", verified.firmware_evidence);
+    say!(
         "  store: {}",
         if verified.nar_checked {
             "NAR hash of the store output matches Nix's registered narHash"
@@ -55,9 +56,9 @@ pub fn run(root: &Path, args: &VerifyArgs) -> anyhow::Result<Exit> {
             "not in the Nix store (NAR check not applicable)"
         }
     );
-    eprintln!("  size   {}", d.size);
-    eprintln!("  md5    {}", d.md5);
-    eprintln!("  sha256 {}", d.sha256);
-    eprintln!("  sha512 {}", d.sha512);
+    say!("  size   {}", d.size);
+    say!("  md5    {}", d.md5);
+    say!("  sha256 {}", d.sha256);
+    say!("  sha512 {}", d.sha512);
     Ok(Exit::Success)
 }

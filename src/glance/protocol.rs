@@ -50,7 +50,7 @@ impl fmt::Display for ImageStatus {
 }
 
 /// Who may see an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Everyone (setting it needs the admin role by default).
@@ -61,8 +61,10 @@ pub enum Visibility {
     Shared,
     /// Everyone, but not listed by default.
     Community,
-    /// A visibility this client does not know.
+    /// A visibility this client does not know. Glance may answer with one; a pipeline may not
+    /// ask for one, so the schema of the YAML leaves it out.
     #[serde(other)]
+    #[schemars(skip)]
     Unknown,
 }
 

@@ -6,6 +6,7 @@ pub mod project;
 pub mod report;
 pub mod run_dir;
 pub mod runner;
+pub mod schema;
 pub mod spec;
 pub mod validate;
 

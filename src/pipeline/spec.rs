@@ -5,9 +5,13 @@
 //! options type lives with its stage. Values that a later rule may
 //! complain about are wrapped in [`Spanned`] so the complaint can name line and column.
 //! Keys are snake_case throughout; unknown keys are errors (`deny_unknown_fields`).
+//!
+//! The same types give the JSON Schema of the files (`schema`): their doc comments are what an
+//! editor shows on hover, so they are written for the person editing the YAML.
 
 use crate::firmware::Boot;
-use crate::stage::{boot_check, build, promote, upload};
+use crate::stage::{boot_check, build, promote, upload, Kind};
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 pub use serde_saphyr::{Location, Spanned};
@@ -15,31 +19,39 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// One `profiles/<name>.yaml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
-    /// Must equal the file name without `.yaml`.
+    /// Must equal the file name without `.yaml`: a lower-case letter, then up to 62 lower-case
+    /// letters, digits or `-`.
+    #[schemars(with = "String", pattern(crate::names::NAME_PATTERN))]
     pub name: Spanned<String>,
     /// One line for humans, shown by `pipeline list`.
     pub description: String,
     /// What the machine is for (free text, copied into the report and `hephaestus_role`).
     pub role: String,
-    /// Firmware the image boots with.
+    /// Firmware the image boots with; `bios` only for profiles that `policy.yaml` lists.
+    #[schemars(with = "Boot")]
     pub boot: Spanned<Boot>,
     /// Flake attribute of the image; defaults to `images.<name>`.
     #[serde(default)]
+    #[schemars(pattern(crate::names::ATTRIBUTE_PATTERN))]
     pub attribute: Option<String>,
     /// Glance `min_disk`, in GiB.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub min_disk: Option<u64>,
-    /// Glance `min_ram`, in MiB.
+    /// Glance `min_ram`, in MiB (default 1024).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub min_ram: Option<u64>,
     /// Extra Glance properties; may add keys, never override computed ones.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub properties: BTreeMap<String, Spanned<String>>,
-    /// Extra Glance tags.
+    /// Extra Glance tags; not the lifecycle's own (`current`, `keep`, `profile:*`, …).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub tags: Vec<Spanned<String>>,
     /// SCS image metadata over the pipeline's defaults.
     #[serde(default)]
@@ -48,26 +60,34 @@ pub struct ProfileSpec {
 
 /// `image_metadata:` of a pipeline (defaults) or a profile (overrides): the SCS-0102
 /// properties a person decides (the rest is computed).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageMetadataSpec {
     /// `generic`, `minimal`, `capinode`, `gpu`, `network`, `appliance` or `custom`.
     #[serde(default)]
+    #[schemars(schema_with = "os_purpose_schema")]
     pub os_purpose: Option<Spanned<String>>,
     /// `yearly` … `daily`, `critical_bug` or `never`.
     #[serde(default)]
+    #[schemars(schema_with = "replace_frequency_schema")]
     pub replace_frequency: Option<Spanned<String>>,
     /// `YYYY-MM-DD`, `none` or `notice`.
     #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        pattern(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|none|notice)$")
+    )]
     pub provided_until: Option<Spanned<String>>,
     /// Hours to a new image after a critical fix is available.
     #[serde(default)]
     pub hotfix_hours: Option<u32>,
     /// An http(s) URL of the image's source, or `private`.
     #[serde(default)]
+    #[schemars(with = "Option<String>", pattern(r"^(https?://\S+|private)$"))]
     pub image_source: Option<Spanned<String>>,
     /// The default login user, or `none`.
     #[serde(default)]
+    #[schemars(with = "Option<String>", pattern("^[a-z0-9_-]{1,32}$"))]
     pub image_original_user: Option<Spanned<String>>,
     /// An operating-system-specific patch level.
     #[serde(default)]
@@ -113,19 +133,22 @@ impl ImageMetadataSpec {
 }
 
 /// `profiles/policy.yaml`: the platform's firmware rule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     /// The only profiles allowed to boot legacy BIOS.
     #[serde(default)]
+    #[schemars(with = "Vec<String>", inner(pattern(crate::names::NAME_PATTERN)))]
     pub legacy_bios: Vec<Spanned<String>>,
 }
 
 /// One `pipelines/<name>.yaml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
-    /// The pipeline's name, used in reports and `hephaestus_pipeline`.
+    /// The pipeline's name, used in reports and `hephaestus_pipeline`; must equal the file
+    /// name without `.yaml`.
+    #[schemars(with = "String", pattern(crate::names::NAME_PATTERN))]
     pub name: Spanned<String>,
     /// One line for humans, shown by `pipeline list`.
     #[serde(default)]
@@ -134,15 +157,18 @@ pub struct PipelineSpec {
     #[serde(default)]
     pub cloud: Option<String>,
     /// `all`, or a list of profile names.
+    #[schemars(with = "ProfileSelection")]
     pub profiles: Spanned<ProfileSelection>,
     /// How many profiles run at once (default 2).
     #[serde(default)]
+    #[schemars(with = "Option<usize>", range(min = 1))]
     pub concurrency: Option<Spanned<usize>>,
     /// Flake holding the images: a directory (relative to the root) or a flake reference;
     /// `--flake` overrides it.
     #[serde(default)]
     pub flake: Option<String>,
-    /// The chain every profile goes through, in order.
+    /// The chain every profile goes through, in order; each stage after the stages it needs.
+    #[schemars(with = "Vec<StageEntry>", length(min = 1))]
     pub stages: Spanned<Vec<Spanned<StageEntry>>>,
     /// SCS image-metadata defaults of this pipeline's images; profiles may override them.
     #[serde(default)]
@@ -185,6 +211,27 @@ impl<'de> Deserialize<'de> for ProfileSelection {
     }
 }
 
+impl JsonSchema for ProfileSelection {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ProfileSelection".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`all`, or a list of profile names (files in profiles/), in order.",
+            "oneOf": [
+                {"const": "all", "description": "Every profile in profiles/."},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": crate::names::NAME_PATTERN},
+                    "uniqueItems": true,
+                    "description": "These profiles, in this order, each once."
+                }
+            ]
+        })
+    }
+}
+
 /// One item of `stages:`: a bare stage name, or a one-key map `stage: {options}`.
 ///
 /// The name is kept as text so that an unknown stage becomes a validation error with its
@@ -218,6 +265,87 @@ pub enum StageOptions {
 impl<'de> Deserialize<'de> for StageEntry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(StageEntryVisitor)
+    }
+}
+
+/// What a stage item may carry after its name, as [`StageEntryVisitor`] reads it.
+enum OptionsShape {
+    /// `- tag`, or `- tag:` with nothing after the colon.
+    None,
+    /// `- build`, `- build:` or `- build: {…}`: every option has a default.
+    Optional(schemars::Schema),
+    /// `- promote: {…}` only: `from` has no default.
+    Required(schemars::Schema),
+}
+
+fn options_shape(kind: Kind, generator: &mut schemars::SchemaGenerator) -> OptionsShape {
+    match kind {
+        Kind::Build => OptionsShape::Optional(generator.subschema_for::<build::Options>()),
+        Kind::BootCheck => OptionsShape::Optional(generator.subschema_for::<boot_check::Options>()),
+        Kind::Upload => OptionsShape::Optional(generator.subschema_for::<upload::Options>()),
+        Kind::Promote => OptionsShape::Required(generator.subschema_for::<promote::Options>()),
+        Kind::Evaluate | Kind::SkipUnchanged | Kind::Tag | Kind::Verify => OptionsShape::None,
+    }
+}
+
+/// Each stage name with its description, from the doc comments of [`Kind`].
+fn stage_descriptions(generator: &mut schemars::SchemaGenerator) -> BTreeMap<String, String> {
+    let kinds = Kind::json_schema(generator);
+    kinds
+        .get("oneOf")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|variant| {
+            let name = variant.get("const")?.as_str()?;
+            let description = variant.get("description")?.as_str()?;
+            Some((name.to_string(), description.to_string()))
+        })
+        .collect()
+}
+
+impl JsonSchema for StageEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StageEntry".into()
+    }
+
+    // Mirrors `StageEntryVisitor` plus the checks of `validate` that need no other file:
+    // a known name, options only where the stage takes them, `promote` only with options.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let descriptions = stage_descriptions(generator);
+        let mut bare = Vec::new();
+        let mut keyed = serde_json::Map::new();
+        for kind in Kind::ALL {
+            let name = kind.name();
+            let description = descriptions.get(name).cloned().unwrap_or_default();
+            let (value, may_stand_bare) = match options_shape(kind, generator) {
+                OptionsShape::None => (serde_json::json!({"type": "null"}), true),
+                OptionsShape::Optional(options) => (
+                    serde_json::json!({"anyOf": [options, {"type": "null"}]}),
+                    true,
+                ),
+                OptionsShape::Required(options) => (serde_json::json!({"allOf": [options]}), false),
+            };
+            let mut value = value;
+            value["description"] = description.clone().into();
+            if may_stand_bare {
+                bare.push(serde_json::json!({"const": name, "description": description}));
+            }
+            keyed.insert(name.to_string(), value);
+        }
+        schemars::json_schema!({
+            "description": "A stage name (`- verify`), or one stage name with its options (`- upload: {keep: 5}`).",
+            "oneOf": [
+                {"type": "string", "oneOf": bare},
+                {
+                    "type": "object",
+                    "properties": keyed,
+                    "additionalProperties": false,
+                    "minProperties": 1,
+                    "maxProperties": 1
+                }
+            ]
+        })
     }
 }
 
@@ -273,6 +401,20 @@ impl<'de> Visitor<'de> for StageEntryVisitor {
         }
         Ok(StageEntry { name, options })
     }
+}
+
+fn one_of_schema(allowed: &[&str]) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [{"type": "string", "enum": allowed}, {"type": "null"}]
+    })
+}
+
+fn os_purpose_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    one_of_schema(crate::scs::OS_PURPOSES)
+}
+
+fn replace_frequency_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    one_of_schema(crate::scs::REPLACE_FREQUENCIES)
 }
 
 /// The first `Spanned` location that is known: serde-saphyr reports `referenced` for the use

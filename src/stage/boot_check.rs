@@ -7,8 +7,9 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// Options of the `boot-check` stage.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BootCheckOptions")]
 pub struct Options {
     /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
     #[serde(default)]
@@ -26,6 +27,7 @@ pub struct Options {
     /// Do not boot, for this reason: the only way a publishing pipeline may go without a
     /// boot proof, shown in the plan and in the report.
     #[serde(default)]
+    #[schemars(pattern(r"\S"))]
     pub skip: Option<String>,
 }
 

@@ -12,8 +12,9 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Options of the `build` stage.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BuildOptions")]
 pub struct Options {
     /// Seconds before `nix build` is stopped (default 3600).
     #[serde(default)]

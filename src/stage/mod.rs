@@ -64,24 +64,27 @@ impl fmt::Display for Slot {
     }
 }
 
-/// Which stage, without its options: the one table of names, needs and provides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Which stage, without its options: the one table of names, needs and provides. Its doc
+/// comments are what an editor shows for a stage name in a pipeline file (the JSON Schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[schemars(rename_all = "kebab-case")]
 pub enum Kind {
-    /// See [`Stage::Evaluate`].
+    /// Resolve the profile and the policy into what to build and how to tag it.
     Evaluate,
-    /// See [`Stage::SkipUnchanged`].
+    /// End the chain early when the cloud's current image already is what the flake would
+    /// build (compared by output path, without building).
     SkipUnchanged,
-    /// See [`Stage::Build`].
+    /// `nix build` the profile's image.
     Build,
-    /// See [`Stage::Tag`].
+    /// Compute every Glance property and tag.
     Tag,
-    /// See [`Stage::Verify`].
+    /// Check the image file and compute its digests.
     Verify,
-    /// See [`Stage::BootCheck`].
+    /// Boot the exact image under the firmware it is tagged with.
     BootCheck,
-    /// See [`Stage::Upload`].
+    /// Publish into Glance.
     Upload,
-    /// See [`Stage::Promote`].
+    /// Copy the current image from another cloud and make it current here.
     Promote,
 }
 
@@ -177,22 +180,21 @@ impl fmt::Display for Kind {
 /// One stage with its options.
 #[derive(Debug, Clone)]
 pub enum Stage {
-    /// Resolve the profile and the policy into what to build and how to tag it.
+    /// See [`Kind::Evaluate`].
     Evaluate,
-    /// End the chain early when the cloud's current image already is what the flake would
-    /// build (compared by output path, without building).
+    /// See [`Kind::SkipUnchanged`].
     SkipUnchanged,
-    /// `nix build` the profile's image.
+    /// See [`Kind::Build`].
     Build(build::Options),
-    /// Compute every Glance property and tag.
+    /// See [`Kind::Tag`].
     Tag,
-    /// Check the image file and compute its digests.
+    /// See [`Kind::Verify`].
     Verify,
-    /// Boot the exact image under the firmware it is tagged with.
+    /// See [`Kind::BootCheck`].
     BootCheck(boot_check::Options),
-    /// Publish into Glance.
+    /// See [`Kind::Upload`].
     Upload(upload::Options),
-    /// Copy the current image from another cloud and make it current here.
+    /// See [`Kind::Promote`].
     Promote(promote::Options),
 }
 

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 /// Options of the `promote` stage: copy each profile's current image from cloud `from` into
 /// the pipeline's cloud.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PromoteOptions")]
 pub struct Options {
     /// clouds.yaml entry to copy from (staging).
     pub from: String,

@@ -25,7 +25,9 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const DEFAULT_CLEANUP_TIMEOUT: u64 = 120;
 
 /// How the upload stage sends the bytes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadMethod {
     /// `PUT /v2/images/{id}/file`: the bytes are stored as they arrive, hashed once by Glance.
@@ -38,8 +40,9 @@ pub enum UploadMethod {
 }
 
 /// Options of the `upload` stage.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "UploadOptions")]
 pub struct Options {
     /// Name of the current image; `{profile}` is replaced (default `hephaestus-{profile}`).
     #[serde(default)]

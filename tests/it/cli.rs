@@ -507,6 +507,7 @@ fn every_bad_clouds_yaml_is_a_configuration_error_that_shows_no_secret() {
         for args in [
             &["images", "--cloud", "local"][..],
             &["-vv", "prune", "--cloud", "local"][..],
+            &["--log-format", "json", "-vv", "prune", "--cloud", "local"][..],
         ] {
             // Under the same 10 s and 256 MiB bound as every other bad input.
             let mut cmd = bounded_pipeline(root.path());
@@ -523,4 +524,274 @@ fn every_bad_clouds_yaml_is_a_configuration_error_that_shows_no_secret() {
             }
         }
     }
+}
+
+/// The subcommands as `pipeline --help` lists them (`help` aside).
+fn subcommands_in_help() -> Vec<String> {
+    let ran = run(pipeline(&repo()).arg("--help"));
+    ran.expect_code(0);
+    let listed: Vec<String> = ran
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|name| name != "help")
+        .collect();
+    assert!(
+        listed.len() >= 15,
+        "subcommands in --help: {listed:?}\n{ran}"
+    );
+    listed
+}
+
+/// What bash's completion of `words` (the last one being completed) offers, after loading
+/// `pipeline --root ROOT completions bash` the way a user's ~/.bashrc does, and calling the
+/// function that `complete -p pipeline` names, as bash does on TAB.
+fn bash_completes(root: &std::path::Path, words: &[&str]) -> Vec<String> {
+    const SCRIPT: &str = r#"
+source <("$PIPELINE" --root "$ROOT" completions bash) || exit 3
+spec=$(complete -p pipeline) || exit 4
+fn=$(sed -n 's/.* -F \([^ ]*\) .*/\1/p' <<<"$spec")
+[ -n "$fn" ] || exit 5
+COMP_WORDS=("$@")
+COMP_CWORD=$(( $# - 1 ))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+"$fn" pipeline "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg("bash")
+        .args(words)
+        .env("PIPELINE", assert_cmd::cargo::cargo_bin("pipeline"))
+        .env("ROOT", root)
+        .current_dir(root);
+    let ran = crate::util::run_std(&mut cmd);
+    ran.expect_code(0);
+    ran.stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_loads_and_completes_subcommands_pipelines_and_profiles() {
+    let root = project(None);
+    let offered = bash_completes(root.path(), &["pipeline", "r"]);
+    for expected in ["run", "rollback", "release"] {
+        assert!(offered.contains(&expected.to_string()), "{offered:?}");
+    }
+    assert!(!offered.contains(&"list".to_string()), "{offered:?}");
+
+    let offered = bash_completes(root.path(), &["pipeline", ""]);
+    for subcommand in subcommands_in_help() {
+        assert!(offered.contains(&subcommand), "{subcommand}: {offered:?}");
+    }
+
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "run", "pub"]),
+        ["publish-all"]
+    );
+    let offered = bash_completes(root.path(), &["pipeline", "plan", ""]);
+    for name in ["nightly", "promote", "publish-all", "verify-all"] {
+        assert!(offered.contains(&name.to_string()), "{name}: {offered:?}");
+    }
+    let profiles = ["generic", "lucy", "makise", "quinn", "sunraku"];
+    assert_eq!(
+        bash_completes(
+            root.path(),
+            &["pipeline", "run", "publish-all", "--profile", ""]
+        ),
+        profiles
+    );
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "rollback", ""])
+            .into_iter()
+            .filter(|w| !w.starts_with('-'))
+            .collect::<Vec<_>>(),
+        profiles
+    );
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "schema", "p"]),
+        ["pipeline", "profile", "policy"]
+    );
+    assert_eq!(
+        bash_completes(root.path(), &["pipeline", "completions", "f"]),
+        ["fish"]
+    );
+}
+
+#[test]
+fn completion_without_a_project_still_completes_subcommands() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let offered = bash_completes(empty.path(), &["pipeline", "r"]);
+    assert!(offered.contains(&"run".to_string()), "{offered:?}");
+    let offered = bash_completes(empty.path(), &["pipeline", "run", ""]);
+    assert!(!offered.contains(&"publish-all".to_string()), "{offered:?}");
+}
+
+#[test]
+fn zsh_and_fish_completion_scripts_cover_every_subcommand() {
+    let subcommands = subcommands_in_help();
+    // clap_complete's fish script completes option values but no positional values, so
+    // fish offers profile names (--profile) and not pipeline names.
+    for (shell, header, names) in [
+        (
+            "zsh",
+            "#compdef pipeline",
+            &["(nightly promote publish-all verify-all)", "lucy"][..],
+        ),
+        ("fish", "complete -c pipeline", &["lucy\\t"][..]),
+    ] {
+        let ran = run(pipeline(&repo()).args(["completions", shell]));
+        ran.expect_code(0);
+        assert!(ran.stdout.contains(header), "{shell}\n{ran}");
+        for subcommand in &subcommands {
+            assert!(
+                ran.stdout.contains(subcommand.as_str()),
+                "{shell}: {subcommand}"
+            );
+        }
+        for name in names {
+            assert!(ran.stdout.contains(name), "{shell}: {name}");
+        }
+    }
+}
+
+#[test]
+fn man_pages_name_every_subcommand_and_their_options() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ran = run(pipeline(&repo()).args(["man", "--out-dir"]).arg(dir.path()));
+    ran.expect_code(0);
+    let main = std::fs::read_to_string(dir.path().join("pipeline.1")).expect("pipeline.1");
+    assert!(main.contains(".TH pipeline 1"), "{main}");
+    assert!(main.contains(".SH SUBCOMMANDS"), "{main}");
+    for subcommand in subcommands_in_help() {
+        let roff_name = subcommand.replace('-', "\\-");
+        assert!(
+            main.contains(&format!("pipeline\\-{roff_name}(1)")),
+            "pipeline.1 lacks {subcommand}"
+        );
+        let page = dir.path().join(format!("pipeline-{subcommand}.1"));
+        assert!(page.is_file(), "no page {}", page.display());
+    }
+    let run_page =
+        std::fs::read_to_string(dir.path().join("pipeline-run.1")).expect("pipeline-run.1");
+    for option in ["\\-\\-dry\\-run", "\\-\\-report", "\\-\\-lock\\-timeout"] {
+        assert!(run_page.contains(option), "pipeline-run.1 lacks {option}");
+    }
+    assert!(
+        run_page.contains("pipeline run publish\\-all \\-\\-dry\\-run"),
+        "pipeline-run.1 lacks the examples of --help"
+    );
+
+    let ran = run(pipeline(&repo()).arg("man"));
+    ran.expect_code(0);
+    assert_eq!(ran.stdout, main, "`pipeline man` prints pipeline(1)");
+}
+
+/// Every line of `stderr`, parsed; panics on a line that is not one JSON object with a
+/// timestamp, a level and a message.
+fn json_lines(ran: &crate::util::Ran) -> Vec<Value> {
+    let events: Vec<Value> = ran
+        .stderr
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stderr line is not JSON ({e}): {line}\n{ran}"));
+            for field in ["timestamp", "level", "message"] {
+                assert!(event[field].is_string(), "no {field}: {line}\n{ran}");
+            }
+            event
+        })
+        .collect();
+    assert!(!events.is_empty(), "nothing on stderr\n{ran}");
+    events
+}
+
+#[test]
+fn json_logs_put_one_json_object_per_line_on_stderr() {
+    let root = project(None);
+    let ran = run(pipeline(root.path()).args([
+        "--log-format",
+        "json",
+        "-v",
+        "run",
+        "verify-all",
+        "--dry-run",
+    ]));
+    ran.expect_code(0);
+    assert!(ran.stdout.is_empty(), "stdout stays for --json\n{ran}");
+    let events = json_lines(&ran);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["target"] == "hephaestus::pipeline::runner"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("lucy: tag ok"))),
+        "the runner's log events\n{ran}"
+    );
+    assert!(
+        events.iter().any(|e| e["level"] == "INFO"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("verify-all: 5 image(s), 0 failed"))),
+        "the report is an event too\n{ran}"
+    );
+
+    // --json keeps stdout for its one document.
+    let ran = run(pipeline(root.path()).args([
+        "--log-format",
+        "json",
+        "run",
+        "verify-all",
+        "--dry-run",
+        "--json",
+    ]));
+    ran.expect_code(0);
+    json_lines(&ran);
+    let report: Value = serde_json::from_str(&ran.stdout).expect("one JSON document on stdout");
+    assert_eq!(report["pipeline"], "verify-all", "{ran}");
+
+    // The error that ends a command is an ERROR event, even with RUST_LOG turned down.
+    let bad = project(Some("unknown-key"));
+    let mut cmd = pipeline(bad.path());
+    cmd.args(["validate"])
+        .env("HEPHAESTUS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "off");
+    let ran = run(&mut cmd);
+    ran.expect_code(2);
+    let events = json_lines(&ran);
+    assert!(
+        events.iter().any(|e| e["level"] == "ERROR"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unknown field `concurency`"))),
+        "{ran}"
+    );
+
+    // Arguments clap refuses are reported before the format is known: as text, exit 2.
+    let ran = run(pipeline(root.path()).args(["--log-format", "json", "frobnicate"]));
+    ran.expect_code(2);
+    assert!(ran.stderr.starts_with("error:"), "{ran}");
+}
+
+#[test]
+fn text_stays_the_default_log_format() {
+    let root = project(None);
+    let ran = run(pipeline(root.path()).args(["-v", "run", "verify-all", "--dry-run"]));
+    ran.expect_code(0);
+    assert!(
+        ran.stderr
+            .starts_with("verify-all: 5 profile(s), stages evaluate"),
+        "{ran}"
+    );
+    assert!(!ran.stderr.lines().any(|l| l.starts_with('{')), "{ran}");
 }

@@ -16,5 +16,6 @@ mod promote;
 mod props;
 mod proxy;
 mod publish;
+mod schema;
 mod tls;
 mod util;

@@ -273,3 +273,99 @@ fn parse_check_rejects_a_syntax_error() {
         stderr_tail(&output)
     );
 }
+
+/// What `nix/checks/package.nix` reports about the package's install steps.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PackageSteps {
+    post_install: String,
+    native_build_inputs: Vec<String>,
+}
+
+/// Stand-ins for the nixpkgs shell functions the package calls, with their interfaces:
+/// `installManPage FILE…` and `installShellCompletion --cmd NAME --bash|--zsh|--fish FILE`.
+const INSTALL_STUBS: &str = r#"
+set -euo pipefail
+installManPage() {
+    for page; do
+        section=${page##*.}
+        mkdir -p "$out/share/man/man$section"
+        cp "$page" "$out/share/man/man$section/"
+    done
+}
+installShellCompletion() {
+    local cmd=
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --cmd) cmd=$2 ;;
+            --bash) mkdir -p "$out/share/bash-completion/completions"
+                    cat "$2" > "$out/share/bash-completion/completions/$cmd.bash" ;;
+            --zsh) mkdir -p "$out/share/zsh/site-functions"
+                   cat "$2" > "$out/share/zsh/site-functions/_$cmd" ;;
+            --fish) mkdir -p "$out/share/fish/vendor_completions.d"
+                    cat "$2" > "$out/share/fish/vendor_completions.d/$cmd.fish" ;;
+            *) echo "installShellCompletion: unexpected $1" >&2; exit 9 ;;
+        esac
+        shift 2
+    done
+}
+wrapProgram() { test -x "$1"; }
+eval "$POST_INSTALL"
+"#;
+
+#[test]
+fn the_package_installs_the_man_pages_and_the_completions() {
+    let (argv, output) =
+        run_nix_instantiate(&["--eval", "--strict", "--json", "nix/checks/package.nix"]);
+    assert!(
+        output.status.success(),
+        "`{argv}` failed:\n{}",
+        stderr_tail(&output)
+    );
+    let steps: PackageSteps = serde_json::from_slice(&output.stdout).expect("package.nix JSON");
+    assert!(
+        steps
+            .native_build_inputs
+            .contains(&"installShellFiles".to_string()),
+        "{steps:?}"
+    );
+
+    let build = tempfile::tempdir().expect("tempdir");
+    let out = build.path().join("out");
+    std::fs::create_dir_all(out.join("bin")).expect("mkdir out/bin");
+    std::fs::copy(
+        assert_cmd::cargo::cargo_bin("pipeline"),
+        out.join("bin/pipeline"),
+    )
+    .expect("copy the binary");
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(INSTALL_STUBS)
+        .env("out", &out)
+        .env("POST_INSTALL", &steps.post_install)
+        .current_dir(build.path())
+        .output()
+        .expect("run bash");
+    assert!(
+        status.status.success(),
+        "the postInstall script failed:\n{}\n{}",
+        steps.post_install,
+        stderr_tail(&status)
+    );
+
+    let man1 = out.join("share/man/man1");
+    let page = read(&man1.join("pipeline.1"));
+    assert!(page.contains(".TH pipeline 1"), "{page}");
+    for subcommand in ["run", "validate", "promote", "completions"] {
+        assert!(
+            man1.join(format!("pipeline-{subcommand}.1")).is_file(),
+            "no man page for {subcommand}"
+        );
+    }
+    let bash = read(&out.join("share/bash-completion/completions/pipeline.bash"));
+    assert!(bash.contains("complete -F _pipeline"), "{bash}");
+    let zsh = read(&out.join("share/zsh/site-functions/_pipeline"));
+    assert!(zsh.starts_with("#compdef pipeline"), "{zsh}");
+    let fish = read(&out.join("share/fish/vendor_completions.d/pipeline.fish"));
+    assert!(fish.contains("complete -c pipeline"), "{fish}");
+}
