@@ -37,11 +37,16 @@ impl Promotion {
     /// publish-all pipeline with upload name `<prefix>-{profile}` and without `boot-check`
     /// (the boot is proven by the publish tests; promotion copies whatever staging holds).
     fn new(test: &str) -> Promotion {
+        Self::with_upload_options(test, &[])
+    }
+
+    /// [`Self::new`], with `options` added to the upload stage.
+    fn with_upload_options(test: &str, options: &[&str]) -> Promotion {
         cloud::require_up();
         Cloud::connect(TARGET);
         let copy = PipelineCopy {
             file: "publish-all.yaml",
-            upload_options: &[],
+            upload_options: options,
             boot_check: false,
             must_say: &[],
         };
@@ -667,5 +672,80 @@ fn promote_generation_never_picks_a_candidate_and_refuses_an_ambiguous_match() {
     assert!(
         s.target_ids().is_empty(),
         "nothing reached production\n{ran}"
+    );
+}
+
+/// The id of project `name` in `cloud` (an admin entry), read with python-openstackclient.
+fn project_id(cloud_name: &str, name: &str) -> String {
+    text(
+        &cloud::openstack(cloud_name, &["project", "show", name]),
+        "id",
+    )
+    .to_owned()
+}
+
+/// The members of image `id` as python-openstackclient lists them: (project id, status).
+fn members(cloud_name: &str, id: &str) -> Vec<(String, String)> {
+    let listed = cloud::openstack(cloud_name, &["image", "member", "list", id]);
+    listed
+        .as_array()
+        .expect("a list of members")
+        .iter()
+        .map(|m| {
+            (
+                text(m, "Member ID").to_owned(),
+                text(m, "Status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_shared_image_reaches_its_member_project_and_promote_applies_the_targets_sharing() {
+    let _cloud = cloud::shared();
+    // The member: the harness's `admin` project, which is not the publisher's project.
+    let member = project_id("local-admin", "admin");
+    let member_option = format!("members: [\"{member}\"]");
+    let s = Promotion::with_upload_options("shared", &["visibility: shared", &member_option]);
+    let published = s.publish(&fixture_flake(), &["generic"]);
+    let id = text(entry(&published, "generic"), "image_id");
+
+    let source = cloud::openstack("local-admin", &["image", "show", id]);
+    assert_eq!(text(&source, "visibility"), "shared", "{source}");
+    assert_eq!(
+        members("local", id),
+        [(member.clone(), "pending".to_owned())]
+    );
+    // The member project accepts it on its side, as Glance's sharing flow asks.
+    cloud::openstack_run("local-admin", &["image", "set", "--accept", id]);
+    assert_eq!(members("local", id), [(member, "accepted".to_owned())]);
+
+    // Promotion applies the target's own settings (its pipeline's promote stage), never the
+    // source's visibility or members.
+    let prod_member = project_id("local-prod-admin", "admin");
+    let file = s.dir.path().join("promote-shared.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: promote-shared\nprofiles: all\nstages:\n  - promote:\n      from: {SOURCE}\n      \
+             name: \"{}\"\n      visibility: shared\n      members: [\"{prod_member}\"]\n",
+            s.template()
+        ),
+    )
+    .expect("write the promote pipeline");
+    let mut cmd = pipeline();
+    cmd.arg("run")
+        .arg(&file)
+        .args(["--cloud", TARGET, "--profile", "generic", "--json"])
+        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(0);
+    let target_id = text(entry(&report(&ran), "generic"), "image_id").to_owned();
+    let target = cloud::openstack("local-prod-admin", &["image", "show", &target_id]);
+    assert_eq!(text(&target, "visibility"), "shared", "{target}");
+    assert_eq!(
+        members("local-prod", &target_id),
+        [(prod_member, "pending".to_owned())],
+        "the target's member, not the source's"
     );
 }
