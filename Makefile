@@ -8,6 +8,8 @@ CARGO ?= cargo
 PIPELINE := target/debug/pipeline
 # The demo's clouds keep their state apart from the test clouds', and start empty each time.
 DEMO_CLOUD_DIR := $(CURDIR)/.run/demo-cloud
+# The demo's staging and production; the other harness clouds serve the tests only.
+DEMO_CLOUDS := local local-prod
 
 # Pieces that own their own targets: Nix (offline settings, exported to every recipe), the
 # local Keystone + Glance clouds, QEMU for the boot check, the production flake's offline
@@ -46,10 +48,10 @@ test: install-deps lint build check-flake
 
 ## demo: the whole lifecycle on fresh local clouds: publish, promote, change, roll back, hold
 demo: install-deps build
-	@$(MAKE) --no-print-directory cloud-purge CLOUD_DIR='$(DEMO_CLOUD_DIR)'
-	@$(MAKE) --no-print-directory cloud-up CLOUD_DIR='$(DEMO_CLOUD_DIR)'
+	@$(MAKE) --no-print-directory cloud-purge CLOUD_DIR='$(DEMO_CLOUD_DIR)' CLOUD_NAMES='$(DEMO_CLOUDS)'
+	@$(MAKE) --no-print-directory cloud-up CLOUD_DIR='$(DEMO_CLOUD_DIR)' CLOUD_NAMES='$(DEMO_CLOUDS)'
 	@export OS_CLIENT_CONFIG_FILE='$(DEMO_CLOUD_DIR)/clouds.yaml' HEPHAESTUS_RUN_DIR='$(CURDIR)/.run/demo'; \
-	trap '$(MAKE) --no-print-directory cloud-down CLOUD_DIR="$(DEMO_CLOUD_DIR)"' EXIT; \
+	trap '$(MAKE) --no-print-directory cloud-down CLOUD_DIR="$(DEMO_CLOUD_DIR)" CLOUD_NAMES="$(DEMO_CLOUDS)"' EXIT; \
 	PIPELINE='$(PIPELINE)' DEMO_DIR='$(CURDIR)/.run/demo' scripts/demo.sh
 
 ## fuzz: the property tests of every parser of untrusted bytes, with many cases (FUZZ_CASES)

@@ -1,5 +1,5 @@
 # cloud.mk - the local Keystone + Glance harness (clouds on 127.0.0.1: local, local-prod,
-# local-small).
+# local-small, local-short, local-short-b; CLOUD_NAMES picks fewer).
 # Included by the top-level Makefile; also usable alone: make -f mk/cloud.mk cloud-up
 # Needs python3 (>= 3.10, with venv), curl and flock; Python packages come from PyPI only.
 

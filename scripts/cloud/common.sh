@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # sourced: the variables are used by the scripts
 # common.sh - settings and helpers shared by install.sh, up.sh and down.sh (sourced, not run).
 #
-# Two independent clouds, each a Keystone + Glance pair on 127.0.0.1 with its own
+# Independent clouds, each a Keystone + Glance pair on 127.0.0.1 with its own
 # SQLite databases, file store and fernet keys:
 #   local       (staging)     keystone $CLOUD_LOCAL_KEYSTONE_PORT, glance $CLOUD_LOCAL_GLANCE_PORT
 #   local-prod  (production)  keystone $CLOUD_PROD_KEYSTONE_PORT,  glance $CLOUD_PROD_GLANCE_PORT
@@ -9,6 +9,10 @@
 #                             whose Glance refuses images over $CLOUD_SMALL_SIZE_CAP bytes;
 #                             both served over HTTPS with a certificate of a throwaway CA
 #                             ($CLOUD_DIR/tls, made by up.sh, never committed)
+#   local-short, local-short-b (tests only) keystone $CLOUD_SHORT_KEYSTONE_PORT /
+#                             $CLOUD_SHORT_B_KEYSTONE_PORT, glance $CLOUD_SHORT_GLANCE_PORT /
+#                             $CLOUD_SHORT_B_GLANCE_PORT, whose tokens live
+#                             $CLOUD_SHORT_TOKEN_SECONDS seconds
 # Non-default ports so a developer's own OpenStack on 5000/9292 is left alone.
 
 CLOUD_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,7 +31,15 @@ CLOUD_SMALL_KEYSTONE_PORT=${CLOUD_SMALL_KEYSTONE_PORT:-35000}
 CLOUD_SMALL_GLANCE_PORT=${CLOUD_SMALL_GLANCE_PORT:-39292}
 # Below the fixture images' size (about 0.75 MiB), so any upload there meets the cap.
 CLOUD_SMALL_SIZE_CAP=${CLOUD_SMALL_SIZE_CAP:-262144}
-CLOUD_NAMES="local local-prod local-small"
+# Two clouds whose Keystone issues tokens that live CLOUD_SHORT_TOKEN_SECONDS, for the tests
+# of runs that outlast a token (a publish, and a promotion between the two).
+CLOUD_SHORT_KEYSTONE_PORT=${CLOUD_SHORT_KEYSTONE_PORT:-45000}
+CLOUD_SHORT_GLANCE_PORT=${CLOUD_SHORT_GLANCE_PORT:-49292}
+CLOUD_SHORT_B_KEYSTONE_PORT=${CLOUD_SHORT_B_KEYSTONE_PORT:-55000}
+CLOUD_SHORT_B_GLANCE_PORT=${CLOUD_SHORT_B_GLANCE_PORT:-59292}
+CLOUD_SHORT_TOKEN_SECONDS=${CLOUD_SHORT_TOKEN_SECONDS:-30}
+# The demo needs only the first two (CLOUD_NAMES="local local-prod").
+CLOUD_NAMES=${CLOUD_NAMES:-local local-prod local-small local-short local-short-b}
 SERVERS="keystone glance-api"
 
 LOCK_FILE=$CLOUD_SCRIPTS/requirements.lock
@@ -56,6 +68,8 @@ ports_of() { # ports_of CLOUD -> "KEYSTONE_PORT GLANCE_PORT"
     local) echo "$CLOUD_LOCAL_KEYSTONE_PORT $CLOUD_LOCAL_GLANCE_PORT" ;;
     local-prod) echo "$CLOUD_PROD_KEYSTONE_PORT $CLOUD_PROD_GLANCE_PORT" ;;
     local-small) echo "$CLOUD_SMALL_KEYSTONE_PORT $CLOUD_SMALL_GLANCE_PORT" ;;
+    local-short) echo "$CLOUD_SHORT_KEYSTONE_PORT $CLOUD_SHORT_GLANCE_PORT" ;;
+    local-short-b) echo "$CLOUD_SHORT_B_KEYSTONE_PORT $CLOUD_SHORT_B_GLANCE_PORT" ;;
     *) return 1 ;;
   esac
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # up.sh - start three real OpenStack clouds (Keystone 29 + Glance 32 from PyPI) on 127.0.0.1
 # for the integration tests and local runs: `local` (staging), `local-prod` (production) and
-# `local-small` (a Glance with a small image_size_cap, for the tests of that limit).
+# `local-small` (HTTPS, and a Glance with a small image_size_cap, for the tests of TLS and of
+# that limit), `local-short` and `local-short-b` (tokens that live seconds, for the tests of
+# runs that outlast a token).
 #
 #   scripts/cloud/up.sh                  # state under $CLOUD_DIR (default <repo>/.run/cloud)
 #   . .run/cloud/env.sh                  # OS_CLIENT_CONFIG_FILE=.../clouds.yaml
@@ -39,7 +41,7 @@ summary() {
     s=$(scheme_of "$c")
     echo "  $c: keystone $s://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance $s://$HOST:$gl (pid $(ours "$c" glance-api || echo -))"
   done
-  echo "  clouds: local, local-prod, local-small (user $MEMBER_USER, member of $MEMBER_PROJECT); local-admin, local-prod-admin, local-small-admin"
+  echo "  clouds: $CLOUD_NAMES (user $MEMBER_USER, member of $MEMBER_PROJECT), each also as <cloud>-admin"
   echo "  use:    . $CLOUD_DIR/env.sh && \"\$CLOUD_VENV/bin/openstack\" --os-cloud local image list"
   echo "  logs:   $CLOUD_DIR/<cloud>/log    stop: $CLOUD_SCRIPTS/down.sh"
 }
@@ -167,6 +169,10 @@ CONF
     if [ -n "${6:-}" ]; then echo "pythonpath = \"$6\"" >> "$ETC/$1.gunicorn.py"; fi
   }
 
+  token_lifetime=""
+  case $c in
+    local-short*) token_lifetime="expiration = $CLOUD_SHORT_TOKEN_SECONDS" ;;
+  esac
   cat > "$ETC/keystone/keystone.conf" <<CONF
 [DEFAULT]
 log_file = $LOG/keystone.log
@@ -176,6 +182,7 @@ log_file = $LOG/keystone.log
 connection = sqlite:///$DATA/keystone.sqlite?timeout=30
 [token]
 provider = fernet
+$token_lifetime
 [fernet_tokens]
 key_repository = $ETC/keystone/fernet-keys
 [fernet_receipts]
@@ -348,7 +355,8 @@ YAML
 }
 {
   echo "# Written by scripts/cloud/up.sh: independent loopback clouds (local = staging,"
-  echo "# local-prod = production, local-small = a small image_size_cap, for tests); the"
+  echo "# local-prod = production, local-small = a small image_size_cap, local-short and"
+  echo "# local-short-b = $CLOUD_SHORT_TOKEN_SECONDS-second tokens, for tests); the"
   echo "# *-admin entries are for test set-up only. local-small is HTTPS, signed by the"
   echo "# throwaway CA in $TLS_DIR."
 

@@ -18,4 +18,5 @@ mod proxy;
 mod publish;
 mod schema;
 mod tls;
+mod tokens;
 mod util;
