@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Release(a) => command::release::run(&cli.root, a),
         cli::Command::Promote(a) => command::promote::run(&cli.root, a),
         cli::Command::BootCheck(a) => command::boot_check::run(&cli.root, a),
+        cli::Command::Tag(a) => command::tag::run(&cli.root, a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

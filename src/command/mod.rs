@@ -11,6 +11,7 @@ pub mod prune;
 pub mod release;
 pub mod rollback;
 pub mod run;
+pub mod tag;
 pub mod validate;
 pub mod verify;
 

@@ -15,4 +15,5 @@ mod promote;
 mod props;
 mod proxy;
 mod publish;
+mod tag;
 mod util;
