@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 mod boot;
 mod build;
+mod ci;
 mod cli;
 mod cloud;
 mod credentials;
