@@ -20,14 +20,18 @@ include mk/boot.mk
 include mk/flake.mk
 include mk/bench.mk
 
-.PHONY: help install-deps build lint test demo fuzz schema man clean
+.PHONY: help install-deps install-ci build lint test demo fuzz schema man clean
 
 ## help: list the targets
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## install-deps: install what a fresh Debian machine lacks (idempotent; root + apt + PyPI)
-install-deps: install-nix install-boot cloud-install
+## install-deps: install what a fresh Debian machine lacks (idempotent; root + apt + PyPI + npm)
+install-deps: install-nix install-boot cloud-install install-ci
+
+## install-ci: rsync, jq and the pinned gitlab-ci-local that runs docs/ci/gitlab-ci.yml in the tests
+install-ci:
+	@scripts/install-ci.sh >/dev/null
 
 ## build: compile the pipeline tool (debug profile, shared by tests and demo)
 build:

@@ -174,6 +174,15 @@ pub enum Command {
         after_help = "Examples:\n  pipeline man | man -l -\n  pipeline man --out-dir target/man && man -M target pipeline-run"
     )]
     Man(ManArgs),
+
+    /// Set (or with --remove clear) tags on each profile's current image, or on generation
+    /// G: the tag CI sets when an image passed its tests, which `promote --require-tag` waits
+    /// for. The lifecycle's own tags (candidate, current, previous, rolled-back, keep,
+    /// hephaestus, profile:*) are refused.
+    #[command(
+        after_help = "Examples:\n  pipeline tag --cloud staging tested\n  pipeline tag --cloud staging --profile lucy --remove tested\n  pipeline tag --cloud staging --profile sunraku --generation 202611261200-0a1b2c3d tested --json\n\nWithout --profile, every profile that has images in the cloud; each must have a current\nimage (or generation G), or nothing is tagged."
+    )]
+    Tag(TagArgs),
 }
 
 /// `pipeline completions`
@@ -222,6 +231,37 @@ impl SchemaKind {
             SchemaKind::Policy => Document::Policy,
         }
     }
+}
+
+/// `pipeline tag`
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The tags to set (or clear).
+    #[arg(value_name = "TAG", required = true)]
+    pub tags: Vec<String>,
+    /// clouds.yaml entry (default: OS_CLOUD, or the OS_* variables).
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Only these profiles (repeatable; default every profile with images in the cloud).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Tag this generation (`hephaestus_generation`) instead of the current image; needs
+    /// exactly one --profile.
+    #[arg(long, value_name = "GENERATION")]
+    pub generation: Option<String>,
+    /// Stable image name; `{profile}` is replaced (default: the name of the profile's
+    /// current image).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Clear the tags instead of setting them.
+    #[arg(long)]
+    pub remove: bool,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The lock.
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// Where the per-cloud lock lives, and how long to wait for it.

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Schema(a) => command::schema::run(a),
         cli::Command::Completions(a) => command::completions::run(&cli.root, a),
         cli::Command::Man(a) => command::man::run(a),
+        cli::Command::Tag(a) => command::tag::run(&cli.root, a),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

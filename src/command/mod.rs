@@ -15,6 +15,7 @@ pub mod release;
 pub mod rollback;
 pub mod run;
 pub mod schema;
+pub mod tag;
 pub mod validate;
 pub mod verify;
 

@@ -14,12 +14,13 @@
 //! - **The candidate protocol** ([`publish`]): find the current image, sweep stale candidates,
 //!   create a hidden candidate, send the bytes, compare hashes, make it current, delete it on
 //!   any failure.
-//! - **Afterwards**: [`rollback`] and [`retention`].
+//! - **Afterwards**: [`rollback`], [`retention`], and [`tagging`] for the tags CI sets.
 
 pub mod check;
 pub mod publish;
 pub mod retention;
 pub mod rollback;
+pub mod tagging;
 
 pub use publish::{Family, Fingerprint, Published};
 pub use retention::{
@@ -258,6 +259,37 @@ pub enum Error {
         /// Image id.
         id: String,
     },
+    /// The family has generations but no current image to tag.
+    #[error(
+        "`{name}` has no current image in cloud {cloud}{} (run `pipeline check --cloud {cloud} \
+         --repair`, or pass --generation)",
+        available_hint(available)
+    )]
+    NoCurrent {
+        /// Cloud name.
+        cloud: String,
+        /// Stable name.
+        name: String,
+        /// Generations of the family, newest first.
+        available: Vec<String>,
+    },
+    /// A tag the lifecycle sets and moves itself.
+    #[error(
+        "tag `{tag}` is reserved: the image lifecycle owns the tags candidate, current, previous, \
+         rolled-back, keep, hephaestus and profile:*, and only the pipeline sets or clears them"
+    )]
+    ReservedTag {
+        /// The tag.
+        tag: String,
+    },
+    /// A tag Glance cannot store.
+    #[error(
+        "tag \"{tag}\" cannot be stored: a tag is 1 to 255 characters without control characters"
+    )]
+    BadTag {
+        /// The tag, escaped.
+        tag: String,
+    },
     /// Someone changed the family between reading it and changing it.
     #[error(
         "the current image of `{name}` changed while rolling back ({detail}): another publish or \
@@ -304,8 +336,10 @@ impl Error {
     /// The command was asked something that needs a choice the user must make, or the cloud
     /// refused the credentials.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::AmbiguousName { .. })
-            || matches!(self, Error::Glance { source, .. }
+        matches!(
+            self,
+            Error::AmbiguousName { .. } | Error::ReservedTag { .. } | Error::BadTag { .. }
+        ) || matches!(self, Error::Glance { source, .. }
                 if matches!(source.kind(), glance::ErrorKind::Auth | glance::ErrorKind::Config))
     }
 

@@ -64,7 +64,19 @@ fn is_current(image: &Image, name: &str) -> bool {
 /// The stable name: asked for, else the name of the profile's current image, else (when a
 /// crash left no current image) the family of its `previous` generation.
 fn stable_name(cloud: &str, req: &RollbackRequest<'_>, images: &[Image]) -> Result<String, Error> {
-    if let Some(name) = req.name {
+    family_name(cloud, req.profile, req.name, images)
+}
+
+/// The stable name of `profile`'s family among `images`: `name` when given, else the name of
+/// its current image, else (when a crash left no current image) the family of its `previous`
+/// generation. Several current names need a choice ([`Error::AmbiguousName`]).
+pub(crate) fn family_name(
+    cloud: &str,
+    profile: &str,
+    name: Option<&str>,
+    images: &[Image],
+) -> Result<String, Error> {
+    if let Some(name) = name {
         return Ok(name.to_string());
     }
     let published: Vec<&Image> = images
@@ -89,12 +101,12 @@ fn stable_name(cloud: &str, req: &RollbackRequest<'_>, images: &[Image]) -> Resu
     match (names.next(), names.next()) {
         (Some(name), None) => Ok(name),
         (Some(first), Some(second)) => Err(Error::AmbiguousName {
-            profile: req.profile.to_string(),
+            profile: profile.to_string(),
             names: [first, second].into_iter().chain(names).collect(),
         }),
         (None, _) => Err(Error::NoImages {
             cloud: cloud.to_string(),
-            profile: req.profile.to_string(),
+            profile: profile.to_string(),
             other_images: !published.is_empty(),
         }),
     }

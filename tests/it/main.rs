@@ -2,6 +2,7 @@
 mod boot;
 mod build;
 mod catalog;
+mod ci;
 mod cli;
 mod cloud;
 mod credentials;
@@ -17,6 +18,7 @@ mod props;
 mod proxy;
 mod publish;
 mod schema;
+mod tag;
 mod tls;
 mod tokens;
 mod util;

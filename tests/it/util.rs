@@ -70,6 +70,15 @@ impl Ran {
         self
     }
 
+    /// Panic with the whole story unless stdout contains `needle`.
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{self}"
+        );
+        self
+    }
+
     /// Panic with the whole story unless stderr contains `needle`.
     pub fn stderr_has(&self, needle: &str) -> &Self {
         assert!(
