@@ -4,6 +4,13 @@
 //! Firmware and boot loaders paint the console with ANSI sequences (OVMF clears the screen
 //! before every line, GRUB moves the cursor before its text), so matching the raw bytes would
 //! miss `^`-anchored markers; a carriage return is treated as a line break for the same reason.
+//!
+//! The kernel writes its log to the same console whenever it likes, also in the middle of a
+//! line a program is printing (`heph-1 lo[    3.1] random: crng init done` and `gin:` on the
+//! next line). A kernel record (`[ seconds.micros] …` up to the line's end) is therefore taken
+//! out of the line it interrupts and judged on its own, for failures only (a panic is a kernel
+//! record; a marker echoed in the kernel's command line must not count); the interrupted line
+//! goes on after the record's line break.
 
 use regex::Regex;
 use std::sync::LazyLock;
@@ -25,6 +32,10 @@ pub const FAILURE_PATTERNS: &[&str] = &[
     "You are in emergency mode",
     "Give root password for maintenance",
 ];
+
+/// The start of a kernel log record on the console: `[` seconds `.` micro-seconds `]`.
+static KERNEL_RECORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[ *[0-9]+\.[0-9]{6}\]").expect("a constant regex"));
 
 static FAILURES: LazyLock<Regex> = LazyLock::new(|| {
     // Constants of this file, compiled by a unit test: no input can make this fail.
@@ -84,14 +95,20 @@ pub enum Verdict {
     Marker(String),
     /// A failure message matched this line.
     Failure(String),
+    /// The watched-for rival (another host's login prompt) matched this line.
+    Other(String),
 }
 
 /// Follows the console log as bytes arrive, remembering the unfinished last line.
 #[derive(Debug)]
 pub struct Watcher {
     marker: Regex,
+    /// A line matching this and not the marker fails (another host's login prompt).
+    other: Option<Regex>,
     /// Bytes after the last line break, not yet a whole line.
     partial: Vec<u8>,
+    /// The start of a line that a kernel record interrupted: it goes on on the next line.
+    carry: String,
 }
 
 impl Watcher {
@@ -99,8 +116,16 @@ impl Watcher {
     pub fn new(marker: Regex) -> Self {
         Watcher {
             marker,
+            other: None,
             partial: Vec::new(),
+            carry: String::new(),
         }
+    }
+
+    /// Also fails on a line that matches `other` but not the marker.
+    pub fn failing_on_other(mut self, other: Regex) -> Self {
+        self.other = Some(other);
+        self
     }
 
     /// Feeds newly read bytes; returns the first verdict among the lines completed so far and
@@ -109,31 +134,79 @@ impl Watcher {
     pub fn feed(&mut self, bytes: &[u8]) -> Option<Verdict> {
         self.partial.extend_from_slice(bytes);
         let last_break = self.partial.iter().rposition(|&b| b == b'\n' || b == b'\r');
-        let verdict = {
-            let (done, rest) = match last_break {
-                Some(i) => (&self.partial[..=i], &self.partial[i + 1..]),
-                None => (&self.partial[..0], &self.partial[..]),
-            };
-            let done = strip_escapes(done);
-            let rest = strip_escapes(rest);
-            done.split(['\n', '\r'])
-                .chain(rest.split(['\n', '\r']))
-                .find_map(|line| self.judge(line))
+        let (done, rest) = match last_break {
+            Some(i) => (&self.partial[..=i], &self.partial[i + 1..]),
+            None => (&self.partial[..0], &self.partial[..]),
         };
+        let done = strip_escapes(done);
+        let rest = strip_escapes(rest);
+        // `done` ends with a line break, so its last piece is not a line.
+        let mut lines: Vec<&str> = done.split(['\n', '\r']).collect();
+        lines.pop();
+        let mut carry = std::mem::take(&mut self.carry);
+        let mut verdict = lines
+            .into_iter()
+            .find_map(|line| self.judge_physical(&mut carry, line, true));
+        if verdict.is_none() {
+            // The unfinished line is judged as it stands but kept for the next feed, so the
+            // carry it would leave is only tried out here.
+            let mut probe = carry.clone();
+            let pieces: Vec<&str> = rest.split(['\n', '\r']).collect();
+            let last = pieces.len() - 1;
+            verdict = pieces
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, piece)| self.judge_physical(&mut probe, piece, i < last));
+        }
+        self.carry = carry;
         if let Some(i) = last_break {
             self.partial.drain(..=i);
         }
         verdict
     }
 
+    /// Judges one physical line. `carry` holds the start of a logical line a kernel record
+    /// interrupted; `complete` says a line break ends this one (else it may still grow, and
+    /// `carry` is only read).
+    fn judge_physical(&self, carry: &mut String, line: &str, complete: bool) -> Option<Verdict> {
+        let (text, record) = match KERNEL_RECORD.find(line) {
+            Some(m) => (&line[..m.start()], Some(&line[m.start()..])),
+            None => (line, None),
+        };
+        let logical = format!("{carry}{text}");
+        let verdict = self
+            .judge(&logical)
+            .or_else(|| record.and_then(|r| self.judge_kernel(r)));
+        // An empty piece is the second half of a CR LF: it neither ends nor extends a line.
+        if complete && !line.is_empty() {
+            if record.is_some() {
+                *carry = logical;
+            } else {
+                carry.clear();
+            }
+        }
+        verdict
+    }
+
     fn judge(&self, line: &str) -> Option<Verdict> {
+        if line.is_empty() {
+            return None;
+        }
         if self.marker.is_match(line) {
             Some(Verdict::Marker(line.trim_end().to_owned()))
         } else if FAILURES.is_match(line) {
             Some(Verdict::Failure(line.trim_end().to_owned()))
+        } else if self.other.as_ref().is_some_and(|o| o.is_match(line)) {
+            Some(Verdict::Other(line.trim_end().to_owned()))
         } else {
             None
         }
+    }
+
+    fn judge_kernel(&self, record: &str) -> Option<Verdict> {
+        FAILURES
+            .is_match(record)
+            .then(|| Verdict::Failure(record.trim_end().to_owned()))
     }
 }
 
