@@ -257,6 +257,100 @@ mod tests {
         assert_eq!(w.feed(log), None, "{:?}", strip_escapes(log));
     }
 
+    /// Real boots of the fixture flake's Linux guests (fixtures/serial/), with a config drive
+    /// naming the host `heph-test1`: OVMF + GRUB EFI (screen clears, "Booting in blind mode")
+    /// and SeaBIOS + GRUB i386-pc; both end with the kernel's `reboot: Power down` record on
+    /// the prompt's line.
+    const REAL_BOOTS: [(&str, &[u8]); 2] = [
+        (
+            "uefi",
+            include_bytes!("../../fixtures/serial/uefi-linux-config-drive.log"),
+        ),
+        (
+            "bios",
+            include_bytes!("../../fixtures/serial/bios-linux-config-drive.log"),
+        ),
+    ];
+
+    fn config_drive_watcher(hostname: &str) -> Watcher {
+        Watcher::new(crate::boot::hostname_marker(hostname))
+            .failing_on_other(Regex::new(crate::boot::LOGIN_MARKER).unwrap())
+    }
+
+    #[test]
+    fn real_linux_boots_show_the_config_drive_host_name() {
+        for (name, log) in REAL_BOOTS {
+            let want = Some(Verdict::Marker("heph-test1 login:".into()));
+            assert_eq!(config_drive_watcher("heph-test1").feed(log), want, "{name}");
+            let mut w = config_drive_watcher("heph-test1");
+            let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+            assert_eq!(verdict, want, "{name}, fed byte by byte");
+            // Another boot's host name: this prompt is then the wrong host's.
+            assert_eq!(
+                config_drive_watcher("heph-other").feed(log),
+                Some(Verdict::Other("heph-test1 login:".into())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_real_guest_that_ignores_its_drive_shows_another_prompt() {
+        let log = include_bytes!("../../fixtures/serial/uefi-linux-ignores-metadata.log");
+        assert_eq!(
+            config_drive_watcher("heph-test1").feed(log),
+            Some(Verdict::Other("nixos login:".into()))
+        );
+        // Booted without a drive, the guest says localhost: fine without the metadata check.
+        let log = include_bytes!("../../fixtures/serial/bios-linux-no-config-drive.log");
+        let mut w = Watcher::new(crate::boot::marker_for(None, "sunraku").unwrap());
+        assert_eq!(
+            w.feed(log),
+            Some(Verdict::Marker("localhost login:".into()))
+        );
+        assert_eq!(
+            config_drive_watcher("heph-test1").feed(log),
+            Some(Verdict::Other("localhost login:".into()))
+        );
+    }
+
+    #[test]
+    fn a_kernel_record_inside_the_prompt_is_taken_out() {
+        // The kernel logs while the prompt is being written: the prompt goes on after it.
+        let log = b"\r\nheph-test1 lo[    3.104211] random: crng init done\r\ngin: ";
+        assert_eq!(
+            config_drive_watcher("heph-test1").feed(log),
+            Some(Verdict::Marker("heph-test1 login:".into()))
+        );
+        let mut w = config_drive_watcher("heph-test1");
+        let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+        assert_eq!(verdict, Some(Verdict::Marker("heph-test1 login:".into())));
+        // Two records in a row, the second on a line of its own.
+        let log = b"heph-test1 log[    3.100000] a\r\n[    3.200000] b\r\nin: ";
+        let mut w = config_drive_watcher("heph-test1");
+        let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+        assert_eq!(verdict, Some(Verdict::Marker("heph-test1 login:".into())));
+    }
+
+    #[test]
+    fn kernel_records_count_for_failures_only() {
+        let mut w = config_drive_watcher("heph-test1");
+        assert_eq!(
+            w.feed(
+                b"heph-te[    1.234567] Kernel panic - not syncing: VFS: Unable to mount root\r\n"
+            ),
+            Some(Verdict::Failure(
+                "[    1.234567] Kernel panic - not syncing: VFS: Unable to mount root".into()
+            ))
+        );
+        // An echoed marker in the kernel's command line is not the guest printing it.
+        let mut w = Watcher::new(crate::boot::fixture_marker("lucy"));
+        assert_eq!(
+            w.feed(b"[    0.000000] Kernel command line: x=HEPHAESTUS-BOOT-OK lucy\r\n"),
+            None
+        );
+    }
+
     #[test]
     fn cursor_home_clear_and_reset_are_line_starts_and_colours_vanish() {
         assert_eq!(strip_escapes(b"a\x1b[Hb\x1b[2Jc\x1bcd"), "a\nb\nc\nd");
