@@ -527,3 +527,40 @@ async fn missing_qemu_names_the_install_target() {
     assert!(matches!(err, Error::QemuMissing { .. }), "{err:?}");
     assert!(err.to_string().contains("make install-boot"), "{err}");
 }
+
+#[test]
+fn the_boot_check_command_says_in_words_what_it_booted_with() {
+    require_qemu();
+    let dir = run_dir("command");
+    let boot_check = |attr: &str, extra: &[&str]| {
+        let mut cmd = crate::util::pipeline(&crate::util::repo());
+        cmd.arg("boot-check")
+            .arg(image(attr))
+            .args(["--profile", "sunraku", "--accel", "tcg", "--timeout", "90"])
+            .args(extra)
+            .arg("--run-dir")
+            .arg(&dir);
+        crate::util::run(&mut cmd)
+    };
+    // The default is what a publishing pipeline does: a config drive.
+    let ran = boot_check("images.sunraku", &[]);
+    ran.expect_code(0)
+        .stderr_has("metadata: config-drive")
+        .stderr_has("  firmware:    SeaBIOS (bios), ")
+        .stderr_has("  accelerator: tcg, as configured")
+        .stderr_has("  metadata:    read from the config drive ")
+        .stderr_has(": host name heph-")
+        .stderr_has("  image:       unchanged, sha256 ");
+    for debug in ["Firmware {", "Some(", "Bios", "name: \""] {
+        assert!(!ran.stderr.contains(debug), "{debug:?} in\n{ran}");
+    }
+    // Without metadata the tiny disk's marker is enough, and the output says no drive was used.
+    boot_check("tiny.sunraku", &["--metadata", "none"])
+        .expect_code(0)
+        .stderr_has("  metadata:    none attached (--metadata none)")
+        .stderr_has("  console:     \"HEPHAESTUS-BOOT-OK sunraku\"");
+    // A marker cannot replace the host name check.
+    boot_check("tiny.sunraku", &["--marker", "x"])
+        .expect_code(2)
+        .stderr_has("--marker applies only with --metadata none");
+}
