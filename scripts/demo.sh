@@ -16,15 +16,22 @@ step "what the project holds"
 run list
 run validate
 
-step "1. publish the five fixture images into staging (build, verify, boot, upload)"
-run run publish-all --cloud local --flake fixtures/flake
+step "1. publish the five fixture images into staging (build, verify, boot with a config drive, upload)"
+mkdir -p "$work"
+run run publish-all --cloud local --flake fixtures/flake --report "$work/publish.json"
+# Each image booted with its own config drive and printed the random host name it read there.
+python3 - "$work/publish.json" <<'HOSTS'
+import json, sys
+for image in json.load(open(sys.argv[1]))["images"]:
+    print(f"  {image['profile']}: boot check {image['boot_metadata']}, the image reported "
+          f"host name {image['boot_hostname']} ({image['boot_seconds'] or 0:.1f} s)", file=sys.stderr)
+HOSTS
 
 step "2. promote them to production"
 run promote --from local --to local-prod
 
 step "3. a change to lucy and makise: the fixture flake with another generation file"
 rm -rf "$work/flake-changed"
-mkdir -p "$work"
 cp -R fixtures/flake "$work/flake-changed"
 echo "demo-change" > "$work/flake-changed/generation"
 run run publish-all --cloud local --flake "$work/flake-changed" --profile lucy --profile makise

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the boot check (src/boot, `pipeline boot-check`) and the bootable fixture images
-# need: QEMU's x86 system emulator, OVMF (UEFI) and SeaBIOS firmware, and the fixture builders'
-# tools (GRUB's EFI modules, nasm, mtools). Idempotent; needs root and apt.
+# need: QEMU's x86 system emulator, OVMF (UEFI) and SeaBIOS firmware, xorriso (the config drive
+# each boot gets), and the fixture builders' tools (GRUB's EFI and i386-pc modules, nasm,
+# mtools, cpio for the guests' initramfs). Idempotent; needs root and apt. The guests' kernel
+# comes from scripts/install-guest.sh.
 #
 # Why bookworm-backports for QEMU: qemu-img may be the backports build (qemu-utils 1:10.x~bpo12),
 # and bookworm's own qemu-system-x86 (1:7.2) Breaks it, so a plain `apt-get install
@@ -27,7 +29,7 @@ sources_file=/etc/apt/sources.list.d/hephaestus-backports.sources
 # From backports, as one consistent set (same upstream version as each other).
 qemu_pkgs=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
 # From the release itself.
-other_pkgs=(ovmf grub-efi-amd64-bin grub-common nasm mtools)
+other_pkgs=(ovmf grub-efi-amd64-bin grub-pc-bin grub-common nasm mtools xorriso cpio)
 
 installed() { # $1 = package; true when dpkg has it fully installed
   [ "$(dpkg-query -W -f '${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -77,7 +79,7 @@ if printf '%s\n' "$plan" | grep -q '^Remv'; then
 fi
 apt-get install -y -qq --no-install-recommends "${targets[@]}" >/dev/null
 
-for tool in qemu-system-x86_64 qemu-img grub-mkimage nasm mformat mcopy; do
+for tool in qemu-system-x86_64 qemu-img grub-mkimage nasm mformat mcopy xorriso cpio; do
   command -v "$tool" >/dev/null || { echo "install-boot: $tool missing after install" >&2; exit 1; }
 done
 ls /usr/share/qemu/firmware/*.json >/dev/null 2>&1 \

@@ -387,9 +387,13 @@ pub struct BootCheckArgs {
     /// Seconds before the boot counts as hung (default 300 under TCG, 60 under KVM).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    /// Regex a console line must match; `{profile}` is replaced.
+    /// Regex a console line must match; `{profile}` is replaced (with --metadata none only).
     #[arg(long, value_name = "REGEX")]
     pub marker: Option<String>,
+    /// config-drive: attach a fresh config drive and require `<its random host name> login:`,
+    /// as a publishing pipeline does; none: boot without metadata and wait for the marker.
+    #[arg(long, value_name = "METADATA", default_value = "config-drive")]
+    pub metadata: hephaestus::boot::Metadata,
     /// Guest memory in MiB (default 1024).
     #[arg(long, value_name = "MIB")]
     pub memory: Option<u32>,

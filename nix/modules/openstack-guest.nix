@@ -34,6 +34,16 @@
   };
   # The host name comes from the metadata (the Nova instance name), not from the image.
   networking.hostName = lib.mkDefault "";
+
+  # The boot check's proof that the image read its metadata: it attaches a config drive with a
+  # random host name and waits for "<that host name> login:" on ttyS0. agetty prints the host
+  # name it finds when it starts, so the serial getty starts once cloud-init has set it (the
+  # set_hostname module of cloud-init.service); started earlier, it would show the image's
+  # default name and the check would rightly fail.
+  systemd.services."serial-getty@ttyS0" = {
+    wants = [ "cloud-init.service" ];
+    after = [ "cloud-init.service" ];
+  };
   networking.useNetworkd = true;
 
   services.qemuGuest.enable = true;

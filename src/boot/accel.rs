@@ -127,6 +127,8 @@ async fn probe(qemu: &Path, firmware: &Firmware, dir: &Path) -> Result<(Accel, S
         memory_mib: 256,
         cpus: 1,
         marker: &marker,
+        other_login: None,
+        config_drive: None,
         timeout,
         dir,
     };
@@ -140,7 +142,7 @@ async fn probe(qemu: &Path, firmware: &Firmware, dir: &Path) -> Result<(Accel, S
         }
         Ending::KvmFailure => "QEMU reported a KVM internal error".to_owned(),
         Ending::Timeout => format!("no sign of life within {} s", timeout.as_secs()),
-        Ending::Failure(line) => format!("it printed {line:?}"),
+        Ending::Failure(line) | Ending::OtherLogin(line) => format!("it printed {line:?}"),
         Ending::Exited(status) => format!(
             "QEMU exited ({status}): {}",
             done.stderr_tail(3).join(" / ")

@@ -26,6 +26,15 @@
 //!   so a marker must be text the guest computes (the fixtures print `HEPHAESTUS-BOOT-OK
 //!   <profile>` from XOR-ed bytes or GRUB variables) or a `login:` prompt at a line start.
 //!
+//! # The metadata check ([`Metadata::ConfigDrive`])
+//! Booting is not enough on OpenStack: an image must also read its metadata (host name, SSH
+//! key, user-data), or it comes up as `localhost` with no way in. With a config drive, each boot
+//! gets a fresh one ([`config_drive`]) with a random host name, attached as Nova attaches it:
+//! a read-only disk on the virtio bus, which both machine types (`pc`, `q35`) have, so no
+//! cdrom (IDE on `pc`, SATA on `q35`) is needed. The marker is then `<that host name> login:`
+//! and nothing else: a prompt for any other host (`localhost login:`, `nixos login:`) means
+//! the image booted and ignored its metadata, and fails at once ([`Error::MetadataIgnored`]).
+//!
 //! # Timings (TCG, 2 host cores)
 //! OVMF takes about 4.3 s to initialise: a fixture's GRUB prints its marker after 4.5–5.5 s;
 //! SeaBIOS reaches the MBR in 0.2 s. A systemd Debian reached multi-user in about 35 s; real
@@ -40,6 +49,7 @@
 //! boot modified.
 
 pub mod accel;
+pub mod config_drive;
 pub mod qemu;
 pub mod serial;
 
@@ -91,6 +101,62 @@ pub fn parse_marker(marker: &str) -> Result<Regex, Error> {
     })
 }
 
+/// Whether the boot also proves the image reads its OpenStack metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metadata {
+    /// Attach a fresh config drive and require `<its random host name> login:`.
+    ConfigDrive,
+    /// No metadata: pass on the boot marker alone.
+    None,
+}
+
+impl Metadata {
+    /// The name used in pipelines and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metadata::ConfigDrive => "config-drive",
+            Metadata::None => "none",
+        }
+    }
+
+    /// What the check proves, in words (for the plan, the report and the command).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metadata::ConfigDrive => {
+                "boots with a fresh config drive and must print `<its random host name> login:`"
+            }
+            Metadata::None => "boots without metadata and must print its boot marker",
+        }
+    }
+}
+
+impl std::str::FromStr for Metadata {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "config-drive" => Ok(Metadata::ConfigDrive),
+            "none" => Ok(Metadata::None),
+            _ => Err(format!(
+                "unknown metadata {s:?} (expected config-drive or none)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Metadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The marker of a boot with a config drive: the login prompt of exactly this host.
+pub fn hostname_marker(hostname: &str) -> Regex {
+    Regex::new(&format!(r"(?m)^{} login:", regex::escape(hostname)))
+        .expect("an escaped literal is a valid regex")
+}
+
 /// Which QEMU accelerator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -131,8 +197,11 @@ impl std::fmt::Display for Accel {
 pub struct BootOptions {
     /// Give up after this long; `None`: [`TCG_TIMEOUT`] or [`KVM_TIMEOUT`] by the accelerator.
     pub timeout: Option<Duration>,
-    /// Passes when a console line matches (escapes and carriage returns stripped first).
+    /// Passes when a console line matches (escapes and carriage returns stripped first); with
+    /// [`Metadata::ConfigDrive`] the host name's login prompt is required instead.
     pub marker: Regex,
+    /// Attach a config drive and require its host name, or not.
+    pub metadata: Metadata,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// Virtual CPUs (TCG runs one host thread per vCPU).
@@ -153,6 +222,7 @@ impl BootOptions {
         BootOptions {
             timeout: None,
             marker,
+            metadata: Metadata::None,
             memory_mib: DEFAULT_MEMORY_MIB,
             cpus: 2,
             accel: Accel::Auto,
@@ -194,6 +264,10 @@ pub struct BootReport {
     pub serial_log: PathBuf,
     /// The console line that matched the marker.
     pub matched_line: String,
+    /// Which check ran.
+    pub metadata: Metadata,
+    /// The config drive attached and the identity it gave (with [`Metadata::ConfigDrive`]).
+    pub config_drive: Option<config_drive::ConfigDrive>,
     /// The image's sha256, the same before and after the boot.
     pub sha256: String,
     /// QEMU's process id (stopped and reaped before this report exists).
@@ -291,6 +365,28 @@ pub enum Error {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// The config drive could not be made.
+    #[error(transparent)]
+    ConfigDrive(#[from] config_drive::Error),
+    /// The image booted, and its login prompt names another host than the config drive did.
+    #[error(
+        "{} booted under {} ({}) but ignored its metadata: the config drive {} named the host \
+         {hostname:?}, and after {:.1} s the console showed {line:?} instead of \
+         \"{hostname} login:\"; the image's metadata client (cloud-init's ConfigDrive \
+         datasource) did not run or did not set the host name; serial log {}, last lines:\n{}",
+        ev.image.display(), ev.firmware, ev.accel, drive.display(), ev.seconds,
+        ev.serial_log.display(), ev.tail
+    )]
+    MetadataIgnored {
+        /// The host name the config drive gave.
+        hostname: String,
+        /// The login prompt seen.
+        line: String,
+        /// The config drive.
+        drive: PathBuf,
+        /// Where and how.
+        ev: Box<Evidence>,
     },
     /// The firmware, loader or kernel said it cannot boot.
     #[error(
@@ -436,6 +532,24 @@ pub async fn boot_check(
         None => sha256_file(image).await?,
     };
     let (accel, accel_reason) = accel::resolve(opts.accel, &opts.qemu, &firmware, run_dir).await?;
+    let drive = match opts.metadata {
+        Metadata::ConfigDrive => {
+            std::fs::create_dir_all(run_dir).map_err(|source| Error::RunDir {
+                path: run_dir.to_path_buf(),
+                source,
+            })?;
+            Some(config_drive::build(run_dir).await?)
+        }
+        Metadata::None => None,
+    };
+    let marker = match &drive {
+        Some(d) => hostname_marker(&d.identity.hostname),
+        None => opts.marker.clone(),
+    };
+    // With a config drive, a prompt for any other host is the image ignoring its metadata.
+    let other_login = drive
+        .as_ref()
+        .map(|_| Regex::new(LOGIN_MARKER).expect("LOGIN_MARKER is a valid regex"));
     let guest = qemu::Guest {
         qemu: &opts.qemu,
         accel,
@@ -443,7 +557,9 @@ pub async fn boot_check(
         disk: Some((image, "qcow2")),
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
-        marker: &opts.marker,
+        marker: &marker,
+        other_login: other_login.as_ref(),
+        config_drive: drive.as_ref().map(|d| d.iso.as_path()),
         timeout: opts.timeout_for(accel),
         dir: run_dir,
     };
@@ -456,7 +572,7 @@ pub async fn boot_check(
             after,
         });
     }
-    let marker = opts.marker.as_str().to_owned();
+    let marker = marker.as_str().to_owned();
     let ev = Box::new(Evidence {
         image: image.to_path_buf(),
         firmware: firmware.clone(),
@@ -473,9 +589,20 @@ pub async fn boot_check(
             firmware,
             serial_log: done.serial_log,
             matched_line: line,
+            metadata: opts.metadata,
+            config_drive: drive,
             sha256: after,
             qemu_pid: done.pid,
         }),
+        qemu::Ending::OtherLogin(line) => {
+            let drive = drive.expect("another host's prompt is only watched for with a drive");
+            Err(Error::MetadataIgnored {
+                hostname: drive.identity.hostname,
+                line,
+                drive: drive.iso,
+                ev,
+            })
+        }
         qemu::Ending::Failure(line) => Err(Error::BootFailed { line, ev }),
         qemu::Ending::Timeout => Err(Error::Timeout { marker, ev }),
         qemu::Ending::Exited(status) => Err(Error::Exited {

@@ -9,13 +9,20 @@ use serde::Serialize;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
 
-/// One guest at a time in this process: under TCG each vCPU takes a host core, and two OVMF
-/// guests on a 2-core machine slow each other past their timeouts. Boot checks of several
-/// profiles queue here instead.
-static ONE_GUEST: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// The host's cores, shared by the guests of this process: under TCG each vCPU is a host thread
+/// that keeps a core busy, and guests that together want more cores than there are slow each
+/// other past their timeouts. A guest takes one permit per vCPU, so on 2 cores two 1-vCPU guests
+/// boot side by side and a 2-vCPU guest boots alone; the others queue here.
+static CORES: LazyLock<(Semaphore, u32)> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = u32::try_from(cores).unwrap_or(u32::MAX).min(64);
+    (Semaphore::new(cores as usize), cores)
+});
 
 /// How often the serial log is read while the guest runs.
 const POLL: Duration = Duration::from_millis(100);
@@ -63,6 +70,26 @@ impl std::fmt::Display for Firmware {
             write!(f, " {}", code.display())?;
         }
         f.write_str(")")
+    }
+}
+
+impl Firmware {
+    /// The firmware and its files in words, for people: `OVMF (uefi), code … , NVRAM
+    /// template …` or `SeaBIOS (bios), ROM …`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} ({})", self.name, self.boot);
+        match (&self.code, self.boot) {
+            (Some(code), Boot::Uefi) => text.push_str(&format!(", code {}", code.display())),
+            (Some(rom), Boot::Bios) => text.push_str(&format!(", ROM {}", rom.display())),
+            (None, _) => text.push_str(", QEMU's own copy"),
+        }
+        if let Some(vars) = &self.vars_template {
+            text.push_str(&format!(
+                ", NVRAM a fresh copy of {} per boot",
+                vars.display()
+            ));
+        }
+        text
     }
 }
 
@@ -224,6 +251,10 @@ pub struct Guest<'a> {
     pub cpus: u32,
     /// What passes.
     pub marker: &'a Regex,
+    /// A login prompt that fails when it is not the marker (the guest ignored its metadata).
+    pub other_login: Option<&'a Regex>,
+    /// A config drive (ISO9660) attached as a read-only virtio disk.
+    pub config_drive: Option<&'a Path>,
     /// Give up after this long.
     pub timeout: Duration,
     /// Where the serial log, QEMU's stderr and the NVRAM copy go.
@@ -237,6 +268,8 @@ pub enum Ending {
     Marker(String),
     /// A failure message was printed on this line.
     Failure(String),
+    /// Another host's login prompt was printed on this line.
+    OtherLogin(String),
     /// QEMU reported that KVM cannot run the guest.
     KvmFailure,
     /// Neither within the timeout.
@@ -347,6 +380,19 @@ fn argv(guest: &Guest<'_>, serial_log: &Path, vars: Option<&Path>) -> Vec<OsStri
             "virtio-blk-pci,drive=disk0,bootindex=0".into(),
         ]);
     }
+    if let Some(iso) = guest.config_drive {
+        // As Nova attaches a config drive: a read-only disk on the virtio bus. No bootindex, so
+        // with strict=on the firmware never tries to boot from it.
+        a.extend([
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=none,id=config,readonly=on",
+                qemu_value(iso)
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=config".into(),
+        ]);
+    }
     a.extend(["-boot".into(), "strict=on".into()]);
     a.into_iter().map(OsString::from).collect()
 }
@@ -378,10 +424,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 /// Runs `guest` until a verdict, and always stops QEMU by its pid before returning. Guests
-/// run one at a time per process (the wait for a turn is not counted in `seconds`).
+/// share the host's cores, one per vCPU (the wait for a turn is not counted in `seconds`).
 pub async fn run(guest: &Guest<'_>) -> Result<Finished, Error> {
+    let (cores, total) = &*CORES;
     // Never closed, so acquiring cannot fail; a closed semaphore would only mean no queueing.
-    let _turn = ONE_GUEST.acquire().await.ok();
+    let _turn = cores.acquire_many(guest.cpus.clamp(1, *total)).await.ok();
     let dir = guest.dir;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let serial_log = dir.join("serial.log");
@@ -440,10 +487,14 @@ pub async fn run(guest: &Guest<'_>) -> Result<Finished, Error> {
     };
     let mut log = tokio::fs::File::open(&serial_log).await.map_err(log_err)?;
     let mut watcher = Watcher::new(guest.marker.clone());
+    if let Some(other) = guest.other_login {
+        watcher = watcher.failing_on_other(other.clone());
+    }
     let mut buf = Vec::new();
     let verdict = |v: Verdict| match v {
         Verdict::Marker(l) => Ending::Marker(l),
         Verdict::Failure(l) => Ending::Failure(l),
+        Verdict::Other(l) => Ending::OtherLogin(l),
     };
     let ending = loop {
         buf.clear();
@@ -538,6 +589,8 @@ mod tests {
             memory_mib: 512,
             cpus: 1,
             marker: &marker,
+            other_login: None,
+            config_drive: Some(Path::new("/run/config-drive.iso")),
             timeout: Duration::from_secs(1),
             dir: Path::new("/run"),
         };
@@ -560,6 +613,8 @@ mod tests {
             "bootindex=0",
             "-boot strict=on",
             "-serial file:/run/serial.log",
+            "file=/run/config-drive.iso,format=raw,if=none,id=config,readonly=on \
+             -device virtio-blk-pci,drive=config",
         ] {
             assert!(shown.contains(want), "{want} missing from {shown}");
         }
@@ -576,6 +631,22 @@ mod tests {
         let shown = show_argv(guest.qemu, &argv(&guest, Path::new("/s"), None));
         assert!(shown.contains("-machine pc,graphics=off"), "{shown}");
         assert!(!shown.contains("pflash"), "{shown}");
+    }
+
+    #[test]
+    fn firmware_in_words_names_the_files() {
+        let fw = ovmf("/fw/CODE.fd".into(), "/fw/VARS.fd".into());
+        assert_eq!(
+            fw.describe(),
+            "OVMF (uefi), code /fw/CODE.fd, NVRAM a fresh copy of /fw/VARS.fd per boot"
+        );
+        let bios = Firmware {
+            boot: Boot::Bios,
+            name: "SeaBIOS",
+            code: None,
+            vars_template: None,
+        };
+        assert_eq!(bios.describe(), "SeaBIOS (bios), QEMU's own copy");
     }
 
     #[test]

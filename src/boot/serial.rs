@@ -4,6 +4,13 @@
 //! Firmware and boot loaders paint the console with ANSI sequences (OVMF clears the screen
 //! before every line, GRUB moves the cursor before its text), so matching the raw bytes would
 //! miss `^`-anchored markers; a carriage return is treated as a line break for the same reason.
+//!
+//! The kernel writes its log to the same console whenever it likes, also in the middle of a
+//! line a program is printing (`heph-1 lo[    3.1] random: crng init done` and `gin:` on the
+//! next line). A kernel record (`[ seconds.micros] …` up to the line's end) is therefore taken
+//! out of the line it interrupts and judged on its own, for failures only (a panic is a kernel
+//! record; a marker echoed in the kernel's command line must not count); the interrupted line
+//! goes on after the record's line break.
 
 use regex::Regex;
 use std::sync::LazyLock;
@@ -25,6 +32,10 @@ pub const FAILURE_PATTERNS: &[&str] = &[
     "You are in emergency mode",
     "Give root password for maintenance",
 ];
+
+/// The start of a kernel log record on the console: `[` seconds `.` micro-seconds `]`.
+static KERNEL_RECORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[ *[0-9]+\.[0-9]{6}\]").expect("a constant regex"));
 
 static FAILURES: LazyLock<Regex> = LazyLock::new(|| {
     // Constants of this file, compiled by a unit test: no input can make this fail.
@@ -84,14 +95,20 @@ pub enum Verdict {
     Marker(String),
     /// A failure message matched this line.
     Failure(String),
+    /// The watched-for rival (another host's login prompt) matched this line.
+    Other(String),
 }
 
 /// Follows the console log as bytes arrive, remembering the unfinished last line.
 #[derive(Debug)]
 pub struct Watcher {
     marker: Regex,
+    /// A line matching this and not the marker fails (another host's login prompt).
+    other: Option<Regex>,
     /// Bytes after the last line break, not yet a whole line.
     partial: Vec<u8>,
+    /// The start of a line that a kernel record interrupted: it goes on on the next line.
+    carry: String,
 }
 
 impl Watcher {
@@ -99,8 +116,16 @@ impl Watcher {
     pub fn new(marker: Regex) -> Self {
         Watcher {
             marker,
+            other: None,
             partial: Vec::new(),
+            carry: String::new(),
         }
+    }
+
+    /// Also fails on a line that matches `other` but not the marker.
+    pub fn failing_on_other(mut self, other: Regex) -> Self {
+        self.other = Some(other);
+        self
     }
 
     /// Feeds newly read bytes; returns the first verdict among the lines completed so far and
@@ -109,31 +134,79 @@ impl Watcher {
     pub fn feed(&mut self, bytes: &[u8]) -> Option<Verdict> {
         self.partial.extend_from_slice(bytes);
         let last_break = self.partial.iter().rposition(|&b| b == b'\n' || b == b'\r');
-        let verdict = {
-            let (done, rest) = match last_break {
-                Some(i) => (&self.partial[..=i], &self.partial[i + 1..]),
-                None => (&self.partial[..0], &self.partial[..]),
-            };
-            let done = strip_escapes(done);
-            let rest = strip_escapes(rest);
-            done.split(['\n', '\r'])
-                .chain(rest.split(['\n', '\r']))
-                .find_map(|line| self.judge(line))
+        let (done, rest) = match last_break {
+            Some(i) => (&self.partial[..=i], &self.partial[i + 1..]),
+            None => (&self.partial[..0], &self.partial[..]),
         };
+        let done = strip_escapes(done);
+        let rest = strip_escapes(rest);
+        // `done` ends with a line break, so its last piece is not a line.
+        let mut lines: Vec<&str> = done.split(['\n', '\r']).collect();
+        lines.pop();
+        let mut carry = std::mem::take(&mut self.carry);
+        let mut verdict = lines
+            .into_iter()
+            .find_map(|line| self.judge_physical(&mut carry, line, true));
+        if verdict.is_none() {
+            // The unfinished line is judged as it stands but kept for the next feed, so the
+            // carry it would leave is only tried out here.
+            let mut probe = carry.clone();
+            let pieces: Vec<&str> = rest.split(['\n', '\r']).collect();
+            let last = pieces.len() - 1;
+            verdict = pieces
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, piece)| self.judge_physical(&mut probe, piece, i < last));
+        }
+        self.carry = carry;
         if let Some(i) = last_break {
             self.partial.drain(..=i);
         }
         verdict
     }
 
+    /// Judges one physical line. `carry` holds the start of a logical line a kernel record
+    /// interrupted; `complete` says a line break ends this one (else it may still grow, and
+    /// `carry` is only read).
+    fn judge_physical(&self, carry: &mut String, line: &str, complete: bool) -> Option<Verdict> {
+        let (text, record) = match KERNEL_RECORD.find(line) {
+            Some(m) => (&line[..m.start()], Some(&line[m.start()..])),
+            None => (line, None),
+        };
+        let logical = format!("{carry}{text}");
+        let verdict = self
+            .judge(&logical)
+            .or_else(|| record.and_then(|r| self.judge_kernel(r)));
+        // An empty piece is the second half of a CR LF: it neither ends nor extends a line.
+        if complete && !line.is_empty() {
+            if record.is_some() {
+                *carry = logical;
+            } else {
+                carry.clear();
+            }
+        }
+        verdict
+    }
+
     fn judge(&self, line: &str) -> Option<Verdict> {
+        if line.is_empty() {
+            return None;
+        }
         if self.marker.is_match(line) {
             Some(Verdict::Marker(line.trim_end().to_owned()))
         } else if FAILURES.is_match(line) {
             Some(Verdict::Failure(line.trim_end().to_owned()))
+        } else if self.other.as_ref().is_some_and(|o| o.is_match(line)) {
+            Some(Verdict::Other(line.trim_end().to_owned()))
         } else {
             None
         }
+    }
+
+    fn judge_kernel(&self, record: &str) -> Option<Verdict> {
+        FAILURES
+            .is_match(record)
+            .then(|| Verdict::Failure(record.trim_end().to_owned()))
     }
 }
 
@@ -182,6 +255,100 @@ mod tests {
         let log = include_bytes!("../../fixtures/serial/login-in-running-text.log");
         let mut w = Watcher::new(crate::boot::marker_for(None, "sunraku").unwrap());
         assert_eq!(w.feed(log), None, "{:?}", strip_escapes(log));
+    }
+
+    /// Real boots of the fixture flake's Linux guests (fixtures/serial/), with a config drive
+    /// naming the host `heph-test1`: OVMF + GRUB EFI (screen clears, "Booting in blind mode")
+    /// and SeaBIOS + GRUB i386-pc; both end with the kernel's `reboot: Power down` record on
+    /// the prompt's line.
+    const REAL_BOOTS: [(&str, &[u8]); 2] = [
+        (
+            "uefi",
+            include_bytes!("../../fixtures/serial/uefi-linux-config-drive.log"),
+        ),
+        (
+            "bios",
+            include_bytes!("../../fixtures/serial/bios-linux-config-drive.log"),
+        ),
+    ];
+
+    fn config_drive_watcher(hostname: &str) -> Watcher {
+        Watcher::new(crate::boot::hostname_marker(hostname))
+            .failing_on_other(Regex::new(crate::boot::LOGIN_MARKER).unwrap())
+    }
+
+    #[test]
+    fn real_linux_boots_show_the_config_drive_host_name() {
+        for (name, log) in REAL_BOOTS {
+            let want = Some(Verdict::Marker("heph-test1 login:".into()));
+            assert_eq!(config_drive_watcher("heph-test1").feed(log), want, "{name}");
+            let mut w = config_drive_watcher("heph-test1");
+            let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+            assert_eq!(verdict, want, "{name}, fed byte by byte");
+            // Another boot's host name: this prompt is then the wrong host's.
+            assert_eq!(
+                config_drive_watcher("heph-other").feed(log),
+                Some(Verdict::Other("heph-test1 login:".into())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_real_guest_that_ignores_its_drive_shows_another_prompt() {
+        let log = include_bytes!("../../fixtures/serial/uefi-linux-ignores-metadata.log");
+        assert_eq!(
+            config_drive_watcher("heph-test1").feed(log),
+            Some(Verdict::Other("nixos login:".into()))
+        );
+        // Booted without a drive, the guest says localhost: fine without the metadata check.
+        let log = include_bytes!("../../fixtures/serial/bios-linux-no-config-drive.log");
+        let mut w = Watcher::new(crate::boot::marker_for(None, "sunraku").unwrap());
+        assert_eq!(
+            w.feed(log),
+            Some(Verdict::Marker("localhost login:".into()))
+        );
+        assert_eq!(
+            config_drive_watcher("heph-test1").feed(log),
+            Some(Verdict::Other("localhost login:".into()))
+        );
+    }
+
+    #[test]
+    fn a_kernel_record_inside_the_prompt_is_taken_out() {
+        // The kernel logs while the prompt is being written: the prompt goes on after it.
+        let log = b"\r\nheph-test1 lo[    3.104211] random: crng init done\r\ngin: ";
+        assert_eq!(
+            config_drive_watcher("heph-test1").feed(log),
+            Some(Verdict::Marker("heph-test1 login:".into()))
+        );
+        let mut w = config_drive_watcher("heph-test1");
+        let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+        assert_eq!(verdict, Some(Verdict::Marker("heph-test1 login:".into())));
+        // Two records in a row, the second on a line of its own.
+        let log = b"heph-test1 log[    3.100000] a\r\n[    3.200000] b\r\nin: ";
+        let mut w = config_drive_watcher("heph-test1");
+        let verdict = log.iter().find_map(|b| w.feed(&[*b]));
+        assert_eq!(verdict, Some(Verdict::Marker("heph-test1 login:".into())));
+    }
+
+    #[test]
+    fn kernel_records_count_for_failures_only() {
+        let mut w = config_drive_watcher("heph-test1");
+        assert_eq!(
+            w.feed(
+                b"heph-te[    1.234567] Kernel panic - not syncing: VFS: Unable to mount root\r\n"
+            ),
+            Some(Verdict::Failure(
+                "[    1.234567] Kernel panic - not syncing: VFS: Unable to mount root".into()
+            ))
+        );
+        // An echoed marker in the kernel's command line is not the guest printing it.
+        let mut w = Watcher::new(crate::boot::fixture_marker("lucy"));
+        assert_eq!(
+            w.feed(b"[    0.000000] Kernel command line: x=HEPHAESTUS-BOOT-OK lucy\r\n"),
+            None
+        );
     }
 
     #[test]

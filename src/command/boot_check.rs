@@ -3,6 +3,7 @@
 use super::output::say;
 use crate::cli::BootCheckArgs;
 use anyhow::Context as _;
+use hephaestus::boot::Metadata;
 use hephaestus::error::Exit;
 use hephaestus::stage::boot_check::{boot_options, Options};
 use std::path::Path;
@@ -19,8 +20,17 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
         marker: args.marker.clone(),
         memory: args.memory,
         accel: args.accel,
+        metadata: Some(args.metadata),
         skip: None,
     };
+    if args.marker.is_some() && args.metadata == Metadata::ConfigDrive {
+        return Err(super::UsageError(
+            "--marker applies only with --metadata none: with a config drive the marker is \
+             `<the drive's host name> login:`"
+                .into(),
+        )
+        .into());
+    }
     let opts = boot_options(&options, &profile.name, None)
         .map_err(|e| super::UsageError(format!("--marker: {e}")))?;
     let run_dir = super::run_dir(&project.root, args.run_dir.as_deref())?
@@ -29,10 +39,12 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
         .join(&profile.name);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     say!(
-        "booting {} under {} firmware (profile `{}`)…",
+        "booting {} under {} firmware (profile `{}`); metadata: {}: it {}…",
         args.file.display(),
         profile.boot,
-        profile.name
+        profile.name,
+        args.metadata,
+        args.metadata.describe()
     );
     let report = runtime
         .block_on(hephaestus::boot::boot_check(
@@ -45,15 +57,35 @@ pub fn run(root: &Path, args: &BootCheckArgs) -> anyhow::Result<Exit> {
     if args.json {
         super::print_json(&report)?;
     }
+    say!("ok: booted in {:.1} s", report.seconds);
+    say!("  firmware:    {}", report.firmware.describe());
     say!(
-        "ok: booted in {:.1}s under {:?} ({}: {}); marker line {:?}; image unchanged (sha256 {})",
-        report.seconds,
-        report.firmware,
+        "  accelerator: {}, {}",
         report.accel_used,
-        report.accel_reason,
-        report.matched_line,
-        report.sha256
+        accel_in_words(&report.accel_reason)
     );
-    say!("serial log: {}", report.serial_log.display());
+    match &report.config_drive {
+        Some(d) => say!(
+            "  metadata:    read from the config drive {}: host name {}, instance {}",
+            d.iso.display(),
+            d.identity.hostname,
+            d.identity.uuid
+        ),
+        None => say!("  metadata:    none attached (--metadata none)"),
+    }
+    say!("  console:     {:?}", report.matched_line);
+    say!("  image:       unchanged, sha256 {}", report.sha256);
+    say!("  serial log:  {}", report.serial_log.display());
     Ok(Exit::Success)
+}
+
+/// The accelerator's reason without the accelerator's name in front (`tcg: /dev/kvm: …`), which
+/// the line already shows.
+fn accel_in_words(reason: &str) -> &str {
+    reason
+        .strip_prefix("tcg: ")
+        .or_else(|| reason.strip_prefix("kvm: "))
+        .or_else(|| reason.strip_prefix("tcg "))
+        .or_else(|| reason.strip_prefix("kvm "))
+        .unwrap_or(reason)
 }

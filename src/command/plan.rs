@@ -42,6 +42,11 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         Stage::BootCheck(o) => o.skip.clone(),
         _ => None,
     });
+    // Which boot check runs: with a config drive (the metadata check) or without.
+    let boot_metadata = plan.stages.iter().find_map(|s| match s {
+        Stage::BootCheck(o) if o.skip.is_none() => o.metadata,
+        _ => None,
+    });
     let mut profiles = Vec::new();
     for profile in &plan.profiles {
         let ev = evaluate::evaluate(
@@ -68,6 +73,7 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
             "concurrency": plan.concurrency,
             "stages": stage_names,
             "boot_check_skipped": skipped_boot,
+            "boot_check_metadata": boot_metadata,
             "profiles": profiles.iter().map(|(ev, name, t)| json!({
                 "profile": ev.profile,
                 "firmware": ev.boot,
@@ -93,6 +99,9 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
     say!("stages: {}", stage_names.join(" → "));
     if let Some(reason) = &skipped_boot {
         say!("boot-check: SKIPPED, images are published without a boot proof: {reason}");
+    }
+    if let Some(m) = boot_metadata {
+        say!("boot-check: metadata: {m}: each image {}", m.describe());
     }
     for (ev, name, t) in &profiles {
         say!();

@@ -1,6 +1,7 @@
 //! `pipeline tag`: set or clear a CI's own tags (`tested`) on profiles' current images, or on
 //! one generation, under the cloud's lock.
 
+use super::output::say;
 use crate::cli::TagArgs;
 use anyhow::Context as _;
 use hephaestus::error::{error_chain, Exit};
@@ -109,7 +110,7 @@ pub fn run(root: &Path, args: &TagArgs) -> anyhow::Result<Exit> {
             (Action::Remove, true) => "untagged",
             (Action::Remove, false) => "already without",
         };
-        eprintln!(
+        say!(
             "{cloud}: {}: {verb} {} on {} ({}, {}, generation {})",
             tagged.profile,
             args.tags.join(", "),

@@ -88,6 +88,10 @@ pub struct ImageReport {
     pub bytes_sent: u64,
     /// Seconds from starting QEMU to the boot marker (`boot-check`).
     pub boot_seconds: Option<f64>,
+    /// Which boot check ran: `config-drive` (the image read its metadata) or `none`.
+    pub boot_metadata: Option<crate::boot::Metadata>,
+    /// The host name the image reported from its config drive.
+    pub boot_hostname: Option<String>,
     /// A failed attempt's candidate could not be deleted: the cloud may hold a half-made,
     /// hidden image (the error names it).
     pub cleanup_failed: bool,

@@ -210,6 +210,16 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
             Some(stage::boot_check::Booted::Proven(b)) => Some(b.seconds),
             _ => None,
         },
+        boot_metadata: match &artifact.booted {
+            Some(stage::boot_check::Booted::Proven(b)) => Some(b.metadata),
+            _ => None,
+        },
+        boot_hostname: match &artifact.booted {
+            Some(stage::boot_check::Booted::Proven(b)) => {
+                b.config_drive.as_ref().map(|d| d.identity.hostname.clone())
+            }
+            _ => None,
+        },
         cleanup_failed,
         store_path: artifact
             .build

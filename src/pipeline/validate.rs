@@ -10,6 +10,7 @@ use super::diagnostic::{parse_yaml, Diagnostic, LoadError};
 use super::project::{display_path, read_text, Project};
 use super::spec::{location_of, PipelineSpec, ProfileSelection, Spanned, StageEntry, StageOptions};
 use super::Plan;
+use crate::boot::Metadata;
 use crate::stage::{Kind, Slot, Stage};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -234,6 +235,8 @@ fn check_stages(
     let mut provided: BTreeSet<Slot> = BTreeSet::from([Slot::Profile]);
     let mut seen = BTreeSet::new();
     let mut result = Vec::new();
+    // A publishing pipeline proves by default that its images read their metadata.
+    let publishes = stages.value.iter().any(|e| e.value.name == "upload");
     for entry in &stages.value {
         let loc = location_of(entry);
         let name = entry.value.name.as_str();
@@ -246,7 +249,7 @@ fn check_stages(
             ));
             continue;
         }
-        let Some(stage) = stage_of(&entry.value) else {
+        let Some(mut stage) = stage_of(&entry.value) else {
             out.push(Diagnostic::at(
                 file,
                 loc,
@@ -324,7 +327,22 @@ fn check_stages(
                 "use one of: private, shared, community, public",
             ));
         }
-        if let Stage::BootCheck(o) = &stage {
+        if let Stage::BootCheck(o) = &mut stage {
+            let metadata = *o.metadata.get_or_insert(if publishes {
+                Metadata::ConfigDrive
+            } else {
+                Metadata::None
+            });
+            if metadata == Metadata::ConfigDrive && o.marker.is_some() {
+                out.push(Diagnostic::at(
+                    file,
+                    loc,
+                    "`boot-check` has a `marker`, but with `metadata: config-drive` (the default \
+                     of a publishing pipeline) the marker is `<the config drive's host name> login:`",
+                    "remove `marker:`, or set `metadata: none` to boot without a config drive and \
+                     wait for that marker",
+                ));
+            }
             if o.skip.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 out.push(Diagnostic::at(
                     file,

@@ -2,7 +2,7 @@
 //! (OVMF for UEFI, SeaBIOS for BIOS) and passes on the boot marker (see `boot`).
 
 use super::{slot, Artifact, Context, Kind, Outcome, Slot};
-use crate::boot::{self, Accel, BootOptions};
+use crate::boot::{self, Accel, BootOptions, Metadata};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -15,9 +15,15 @@ pub struct Options {
     #[serde(default)]
     pub timeout: Option<u64>,
     /// Regex a serial-console line must match; `{profile}` is replaced (default: a `login:`
-    /// prompt or `HEPHAESTUS-BOOT-OK <profile>` at the start of a line).
+    /// prompt or `HEPHAESTUS-BOOT-OK <profile>` at the start of a line). Only with
+    /// `metadata: none`: a config drive's check has its own marker.
     #[serde(default)]
     pub marker: Option<String>,
+    /// `config-drive`: attach a fresh config drive and require `<its random host name> login:`;
+    /// `none`: boot without metadata. Validation fills it in: `config-drive` in a pipeline that
+    /// uploads, else `none`.
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
     /// Guest memory in MiB (default 1024).
     #[serde(default)]
     pub memory: Option<u32>,
@@ -55,6 +61,7 @@ pub fn boot_options(
     if let Some(a) = options.accel {
         opts.accel = a;
     }
+    opts.metadata = options.metadata.unwrap_or(Metadata::None);
     opts.expected_sha256 = expected_sha256;
     Ok(opts)
 }
@@ -79,9 +86,16 @@ pub async fn run(
     let opts = boot_options(options, profile, Some(verified.digests.sha256.clone()))?;
     let dir = ctx.run_dir.join("boot").join(profile);
     let report = boot::boot_check(&verified.file, boot, &opts, &dir).await?;
+    let metadata = match &report.config_drive {
+        Some(d) => format!(
+            "read its config drive (host name {}, instance {})",
+            d.identity.hostname, d.identity.uuid
+        ),
+        None => "no metadata (metadata: none)".into(),
+    };
     let note = format!(
-        "booted under {} ({}) in {:.1}s: {:?}; serial log {}",
-        boot,
+        "booted under {} ({}) in {:.1}s: {:?}; {metadata}; serial log {}",
+        report.firmware,
         report.accel_used,
         report.seconds,
         report.matched_line,

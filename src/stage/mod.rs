@@ -436,9 +436,11 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
             "would evaluate {installable}.outPath and skip the rest if the cloud already has it"
         ),
         Stage::Build(_) => format!("would run: nix build --json {installable}"),
-        Stage::BootCheck(_) => format!(
-            "would boot the image under {} firmware with QEMU and wait for its boot marker",
-            artifact.profile.boot
+        Stage::BootCheck(o) => format!(
+            "would boot the image under {} firmware with QEMU: metadata: {}, it {}",
+            artifact.profile.boot,
+            o.metadata.unwrap_or(crate::boot::Metadata::None),
+            o.metadata.unwrap_or(crate::boot::Metadata::None).describe()
         ),
         Stage::Verify => "would check the qcow2 header, the partition table against the firmware, the NAR hash, and compute md5/sha256/sha512".into(),
         Stage::Upload(_) => format!(

@@ -1,14 +1,16 @@
 //! `hephaestus::boot` against real QEMU (TCG), OVMF and SeaBIOS, booting the fixture flake's
-//! images: every profile boots under its firmware, the broken ones are refused with a message
-//! that names the firmware, what was seen and the serial log, the image is unchanged, and no
-//! QEMU process is left behind.
+//! images: every profile's Linux guest boots under its firmware with a fresh config drive and
+//! shows the drive's random host name, an image that ignores its metadata is refused, the
+//! broken ones are refused with a message that names the firmware, what was seen and the
+//! serial log, the image is unchanged, and no QEMU process is left behind.
 //!
-//! Needs `make install-boot` (QEMU, OVMF, SeaBIOS, GRUB EFI, nasm) and `make install-nix`;
-//! without them the tests fail and say so. Boots run one at a time (the machine has 2 cores
-//! and OVMF under TCG needs most of one for ~5 s); run logs stay under the target directory.
+//! Needs `make install-boot` (QEMU, OVMF, SeaBIOS, GRUB, xorriso), `make install-guest` (the
+//! guests' kernel) and `make install-nix`; without them the tests fail and say so. Guests get
+//! one vCPU, so the library's core budget boots as many side by side as the host has cores;
+//! run logs stay under the target directory.
 
 use super::nix::{installable, offline_config};
-use hephaestus::boot::{self, Accel, BootOptions, Error};
+use hephaestus::boot::{self, Accel, BootOptions, Error, Metadata};
 use hephaestus::firmware::Boot;
 use hephaestus::image::bootable::{self, Error as PrecheckError};
 use sha2::{Digest, Sha256};
@@ -18,11 +20,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Fixtures boot in ~5 s under OVMF/TCG and < 1 s under SeaBIOS; this only bounds a hang.
-const FIXTURE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One boot at a time across the test threads.
-static BOOTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The Linux fixtures reach their prompt in 7–12 s under TCG, the tiny ones in 5 s (OVMF) or
+/// under 1 s (SeaBIOS); this only bounds a hang, with room for a busy machine.
+const FIXTURE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Panics (failing the test) with the fix when QEMU or its firmware is missing.
 fn require_qemu() {
@@ -46,14 +46,17 @@ fn require_qemu() {
 fn images() -> &'static HashMap<String, PathBuf> {
     static IMAGES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     IMAGES.get_or_init(|| {
-        let attrs: Vec<String> = ["lucy", "makise", "quinn", "generic", "sunraku"]
+        let profiles = ["lucy", "makise", "quinn", "generic", "sunraku"];
+        let attrs: Vec<String> = profiles
             .iter()
             .map(|p| format!("images.{p}"))
+            .chain(["lucy", "sunraku"].iter().map(|p| format!("tiny.{p}")))
             .chain(
                 [
                     "uefi-disk-tagged-bios",
                     "bios-disk-tagged-uefi",
                     "esp-without-loader",
+                    "ignores-metadata",
                 ]
                 .iter()
                 .map(|b| format!("broken.{b}")),
@@ -67,8 +70,8 @@ fn images() -> &'static HashMap<String, PathBuf> {
             .expect("nix runs (checked by offline_config)");
         assert!(
             out.status.success(),
-            "building the fixtures failed (are grub-efi-amd64-bin and nasm installed? \
-             `make install-boot`): {}",
+            "building the fixtures failed (are GRUB, nasm and cpio installed, and the guest \
+             kernel unpacked? `make install-boot install-guest`): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let built: Vec<serde_json::Value> =
@@ -79,8 +82,11 @@ fn images() -> &'static HashMap<String, PathBuf> {
         attrs
             .into_iter()
             .map(|attr| {
-                let name = attr.split_once('.').map_or(attr.as_str(), |(_, n)| n);
-                let suffix = format!("-hephaestus-{name}-image.drv");
+                let suffix = match attr.split_once('.') {
+                    Some(("tiny", p)) => format!("-hephaestus-tiny-{p}-image.drv"),
+                    Some((_, n)) => format!("-hephaestus-{n}-image.drv"),
+                    None => format!("-hephaestus-{attr}-image.drv"),
+                };
                 let b = built
                     .iter()
                     .find(|b| b["drvPath"].as_str().is_some_and(|d| d.ends_with(&suffix)))
@@ -117,6 +123,7 @@ fn sha256(path: &Path) -> String {
         .collect()
 }
 
+/// A boot without metadata that waits for the tiny fixtures' marker.
 fn options(profile: &str) -> BootOptions {
     BootOptions {
         timeout: Some(FIXTURE_TIMEOUT),
@@ -124,6 +131,18 @@ fn options(profile: &str) -> BootOptions {
         memory_mib: 256,
         cpus: 1,
         ..BootOptions::new(boot::fixture_marker(profile))
+    }
+}
+
+/// A boot with a fresh config drive, as a publishing pipeline does it.
+fn with_config_drive() -> BootOptions {
+    BootOptions {
+        timeout: Some(FIXTURE_TIMEOUT),
+        accel: Accel::Tcg,
+        memory_mib: 256,
+        cpus: 1,
+        metadata: Metadata::ConfigDrive,
+        ..BootOptions::default()
     }
 }
 
@@ -144,57 +163,151 @@ fn assert_no_qemu_in(dir: &Path) {
     }
 }
 
+/// Boots `images.<profile>` with a fresh config drive: it must show the drive's host name.
 async fn boot_ok(profile: &str, boot: Boot) {
     require_qemu();
     let img = image(&format!("images.{profile}"));
     let before = sha256(&img);
     let dir = run_dir(&format!("ok-{profile}"));
-    let report = {
-        let _one = BOOTING.lock().await;
-        boot::boot_check(&img, boot, &options(profile), &dir)
-            .await
-            .unwrap_or_else(|e| panic!("{profile} ({boot}) did not boot: {e}"))
-    };
-    assert_eq!(report.matched_line, format!("HEPHAESTUS-BOOT-OK {profile}"));
+    let report = boot::boot_check(&img, boot, &with_config_drive(), &dir)
+        .await
+        .unwrap_or_else(|e| panic!("{profile} ({boot}) did not boot: {e}"));
+    let drive = report.config_drive.as_ref().expect("a config drive");
+    let hostname = &drive.identity.hostname;
+    assert_eq!(report.metadata, Metadata::ConfigDrive);
+    assert_eq!(report.matched_line, format!("{hostname} login:"));
+    assert!(drive.iso.starts_with(&dir), "{}", drive.iso.display());
     assert_eq!(report.accel_used, Accel::Tcg);
     assert_eq!(report.firmware.boot, boot);
     assert_eq!(report.sha256, before, "the report's digest is the image's");
     assert_eq!(sha256(&img), before, "{} changed", img.display());
     assert!(report.serial_log.starts_with(&dir));
     let log = std::fs::read_to_string(&report.serial_log).unwrap_or_default();
-    assert!(log.contains(&format!("-OK {profile}")), "{log}");
+    assert!(
+        log.contains(&format!("instance {}", drive.identity.uuid)),
+        "the guest names the instance uuid it read: {log}"
+    );
     let pid = report.qemu_pid.expect("QEMU's pid");
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
         "QEMU (pid {pid}) is still there"
     );
     assert_no_qemu_in(&dir);
-    eprintln!("{profile}: {boot} boot in {:.2} s", report.seconds);
+    eprintln!(
+        "{profile}: {boot} boot with a config drive in {:.2} s, host {hostname}",
+        report.seconds
+    );
 }
 
 #[tokio::test]
-async fn lucy_boots_under_ovmf() {
+async fn lucy_boots_under_ovmf_and_reads_its_config_drive() {
     boot_ok("lucy", Boot::Uefi).await;
 }
 
 #[tokio::test]
-async fn makise_boots_under_ovmf() {
+async fn makise_boots_under_ovmf_and_reads_its_config_drive() {
     boot_ok("makise", Boot::Uefi).await;
 }
 
 #[tokio::test]
-async fn quinn_boots_under_ovmf() {
+async fn quinn_boots_under_ovmf_and_reads_its_config_drive() {
     boot_ok("quinn", Boot::Uefi).await;
 }
 
 #[tokio::test]
-async fn generic_boots_under_ovmf() {
+async fn generic_boots_under_ovmf_and_reads_its_config_drive() {
     boot_ok("generic", Boot::Uefi).await;
 }
 
 #[tokio::test]
-async fn sunraku_boots_under_seabios() {
+async fn sunraku_boots_under_seabios_and_reads_its_config_drive() {
     boot_ok("sunraku", Boot::Bios).await;
+}
+
+#[tokio::test]
+async fn an_image_that_ignores_its_config_drive_is_refused() {
+    require_qemu();
+    let img = image("broken.ignores-metadata");
+    let dir = run_dir("ignores-metadata");
+    let err = boot::boot_check(&img, Boot::Uefi, &with_config_drive(), &dir)
+        .await
+        .expect_err("a guest that never reads its metadata must not pass");
+    let Error::MetadataIgnored { hostname, line, .. } = &err else {
+        panic!("expected MetadataIgnored, got {err:?}");
+    };
+    assert_eq!(line, "nixos login:");
+    let msg = err.to_string();
+    assert!(msg.contains("ignored its metadata"), "{msg}");
+    assert!(msg.contains("\"nixos login:\""), "the prompt it saw: {msg}");
+    assert!(msg.contains(&format!("{hostname} login:")), "{msg}");
+    assert!(msg.contains("config-drive.iso"), "{msg}");
+    assert_no_qemu_in(&dir);
+}
+
+#[tokio::test]
+async fn without_metadata_the_same_guest_passes_on_any_login_prompt() {
+    // metadata: none keeps the marker-only check: the guest finds no drive, waits for one,
+    // and says `localhost login:`, which the default marker accepts.
+    require_qemu();
+    let img = image("images.sunraku");
+    let dir = run_dir("no-metadata-linux");
+    let opts = BootOptions {
+        metadata: Metadata::None,
+        ..with_config_drive()
+    };
+    let report = boot::boot_check(&img, Boot::Bios, &opts, &dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.matched_line, "localhost login:");
+    assert!(report.config_drive.is_none());
+    assert!(!dir.join("config-drive.iso").exists());
+    eprintln!(
+        "sunraku: bios boot without a config drive in {:.2} s",
+        report.seconds
+    );
+}
+
+#[tokio::test]
+async fn tiny_disks_pass_on_their_marker_without_metadata() {
+    require_qemu();
+    for (profile, boot) in [("lucy", Boot::Uefi), ("sunraku", Boot::Bios)] {
+        let img = image(&format!("tiny.{profile}"));
+        let dir = run_dir(&format!("tiny-{profile}"));
+        let report = boot::boot_check(&img, boot, &options(profile), &dir)
+            .await
+            .unwrap_or_else(|e| panic!("{profile}: {e}"));
+        assert_eq!(report.matched_line, format!("HEPHAESTUS-BOOT-OK {profile}"));
+        assert_eq!(report.metadata, Metadata::None);
+        eprintln!("tiny {profile}: {boot} boot in {:.2} s", report.seconds);
+    }
+}
+
+#[tokio::test]
+async fn the_config_drive_is_an_iso_labelled_config_2_with_the_openstack_files() {
+    let dir = run_dir("config-drive");
+    let drive = boot::config_drive::build(&dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let iso = std::fs::read(&drive.iso).expect("the ISO");
+    // ISO9660: the primary volume descriptor at sector 16, its volume id at byte 40.
+    assert_eq!(&iso[0x8001..0x8006], b"CD001");
+    assert_eq!(&iso[0x8028..0x8030], b"config-2");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("config-drive/openstack/latest/meta_data.json")).expect("meta"),
+    )
+    .expect("JSON");
+    assert_eq!(meta["hostname"], drive.identity.hostname.as_str());
+    assert_eq!(meta["uuid"], drive.identity.uuid.as_str());
+    assert!(meta["public_keys"]["boot-check"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("ssh-ed25519 ")));
+    // The files are stored as they are: the host name and the user-data are in the image.
+    let has = |needle: &str| iso.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(has(&drive.identity.hostname));
+    assert!(has("#cloud-config"));
+    // Another boot, another host.
+    let again = boot::config_drive::build(&dir).await.expect("second drive");
+    assert_ne!(again.identity.hostname, drive.identity.hostname);
 }
 
 #[tokio::test]
@@ -293,12 +406,9 @@ async fn bios_disk_under_ovmf_fails_early_in_the_uefi_shell() {
         precheck: false,
         ..options("lucy")
     };
-    let err = {
-        let _one = BOOTING.lock().await;
-        boot::boot_check(&img, Boot::Uefi, &opts, &dir)
-            .await
-            .expect_err("OVMF has no CSM: a BIOS disk must not boot")
-    };
+    let err = boot::boot_check(&img, Boot::Uefi, &opts, &dir)
+        .await
+        .expect_err("OVMF has no CSM: a BIOS disk must not boot");
     let Error::BootFailed { line, ev } = &err else {
         panic!("expected BootFailed, got {err:?}");
     };
@@ -333,12 +443,9 @@ async fn a_hung_guest_is_killed_at_the_timeout() {
         timeout: Some(Duration::from_secs(5)),
         ..options("sunraku")
     };
-    let err = {
-        let _one = BOOTING.lock().await;
-        boot::boot_check(&img, Boot::Bios, &opts, &dir)
-            .await
-            .expect_err("a hung guest must fail")
-    };
+    let err = boot::boot_check(&img, Boot::Bios, &opts, &dir)
+        .await
+        .expect_err("a hung guest must fail");
     let Error::Timeout { ev, .. } = &err else {
         panic!("expected Timeout, got {err:?}");
     };
@@ -354,18 +461,15 @@ async fn a_hung_guest_is_killed_at_the_timeout() {
 async fn a_changed_digest_is_an_error() {
     // The digest the caller vouches for differs from the file after the boot: refused.
     require_qemu();
-    let img = image("images.sunraku");
+    let img = image("tiny.sunraku");
     let dir = run_dir("digest-mismatch");
     let opts = BootOptions {
         expected_sha256: Some("0".repeat(64)),
         ..options("sunraku")
     };
-    let err = {
-        let _one = BOOTING.lock().await;
-        boot::boot_check(&img, Boot::Bios, &opts, &dir)
-            .await
-            .expect_err("digest mismatch")
-    };
+    let err = boot::boot_check(&img, Boot::Bios, &opts, &dir)
+        .await
+        .expect_err("digest mismatch");
     let Error::ImageChanged { before, after, .. } = &err else {
         panic!("expected ImageChanged, got {err:?}");
     };
@@ -377,18 +481,15 @@ async fn a_changed_digest_is_an_error() {
 async fn auto_accel_falls_back_to_a_working_choice() {
     // Whatever KVM does on this machine, `auto` must end in a boot that passes.
     require_qemu();
-    let img = image("images.sunraku");
+    let img = image("tiny.sunraku");
     let dir = run_dir("auto-accel");
     let opts = BootOptions {
         accel: Accel::Auto,
         ..options("sunraku")
     };
-    let report = {
-        let _one = BOOTING.lock().await;
-        boot::boot_check(&img, Boot::Bios, &opts, &dir)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let report = boot::boot_check(&img, Boot::Bios, &opts, &dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(report.accel_used, Accel::Auto);
     assert!(!report.accel_reason.is_empty());
     eprintln!(
@@ -400,12 +501,9 @@ async fn auto_accel_falls_back_to_a_working_choice() {
     let qemu = Path::new("qemu-system-x86_64");
     let ovmf = boot::qemu::find_firmware(Boot::Uefi, qemu).unwrap_or_else(|e| panic!("{e}"));
     let started = std::time::Instant::now();
-    let (accel, reason) = {
-        let _one = BOOTING.lock().await;
-        boot::accel::resolve(Accel::Auto, qemu, &ovmf, &dir)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let (accel, reason) = boot::accel::resolve(Accel::Auto, qemu, &ovmf, &dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(accel, Accel::Auto);
     eprintln!(
         "auto, uefi: {accel} ({reason}), decided in {:.1} s",
@@ -428,4 +526,41 @@ async fn missing_qemu_names_the_install_target() {
         .expect_err("no QEMU");
     assert!(matches!(err, Error::QemuMissing { .. }), "{err:?}");
     assert!(err.to_string().contains("make install-boot"), "{err}");
+}
+
+#[test]
+fn the_boot_check_command_says_in_words_what_it_booted_with() {
+    require_qemu();
+    let dir = run_dir("command");
+    let boot_check = |attr: &str, extra: &[&str]| {
+        let mut cmd = crate::util::pipeline(&crate::util::repo());
+        cmd.arg("boot-check")
+            .arg(image(attr))
+            .args(["--profile", "sunraku", "--accel", "tcg", "--timeout", "90"])
+            .args(extra)
+            .arg("--run-dir")
+            .arg(&dir);
+        crate::util::run(&mut cmd)
+    };
+    // The default is what a publishing pipeline does: a config drive.
+    let ran = boot_check("images.sunraku", &[]);
+    ran.expect_code(0)
+        .stderr_has("metadata: config-drive")
+        .stderr_has("  firmware:    SeaBIOS (bios), ")
+        .stderr_has("  accelerator: tcg, as configured")
+        .stderr_has("  metadata:    read from the config drive ")
+        .stderr_has(": host name heph-")
+        .stderr_has("  image:       unchanged, sha256 ");
+    for debug in ["Firmware {", "Some(", "Bios", "name: \""] {
+        assert!(!ran.stderr.contains(debug), "{debug:?} in\n{ran}");
+    }
+    // Without metadata the tiny disk's marker is enough, and the output says no drive was used.
+    boot_check("tiny.sunraku", &["--metadata", "none"])
+        .expect_code(0)
+        .stderr_has("  metadata:    none attached (--metadata none)")
+        .stderr_has("  console:     \"HEPHAESTUS-BOOT-OK sunraku\"");
+    // A marker cannot replace the host name check.
+    boot_check("tiny.sunraku", &["--marker", "x"])
+        .expect_code(2)
+        .stderr_has("--marker applies only with --metadata none");
 }

@@ -195,6 +195,12 @@ const BAD: &[(&str, &str, u32, &str)] = &[
         "`upload` needs `boot-check` before it",
     ),
     (
+        "marker-with-config-drive",
+        "pipelines/publish-all.yaml",
+        8,
+        "with `metadata: config-drive` (the default of a publishing pipeline) the marker is",
+    ),
+    (
         "boot-check-skip-without-reason",
         "pipelines/publish-all.yaml",
         8,
@@ -390,6 +396,39 @@ fn plan_applies_the_firmware_rule() {
     // The human plan says the same on stderr.
     let text = run(pipeline(&repo()).args(["plan", "publish-all", "--profile", "sunraku"]));
     text.expect_code(0).stderr_has("hw_firmware_type=bios");
+}
+
+#[test]
+fn plan_and_dry_run_say_which_boot_check_runs() {
+    // publish-all uploads, so its boot check attaches a config drive without being told.
+    let ran = run(pipeline(&repo()).args(["plan", "publish-all", "--json"]));
+    ran.expect_code(0);
+    let doc: Value = serde_json::from_str(&ran.stdout).expect("plan --json prints JSON");
+    assert_eq!(doc["boot_check_metadata"], "config-drive", "{doc:#}");
+    run(pipeline(&repo()).args(["plan", "publish-all"]))
+        .expect_code(0)
+        .stderr_has("boot-check: metadata: config-drive: each image boots with a fresh config drive and must print `<its random host name> login:`");
+    let dry = run(pipeline(&repo()).args(["run", "publish-all", "--dry-run", "--profile", "lucy"]));
+    dry.expect_code(0).stderr_has("metadata: config-drive");
+
+    // A pipeline that does not publish boots without metadata unless it asks for a drive.
+    let root = project(None);
+    let pipelines = root.path().join("pipelines");
+    let boot_only =
+        "name: boot-only\nprofiles: all\nstages: [evaluate, build, tag, verify, boot-check]\n";
+    std::fs::write(pipelines.join("boot-only.yaml"), boot_only).expect("write");
+    let ran = run(pipeline(root.path()).args(["plan", "boot-only", "--json"]));
+    ran.expect_code(0);
+    let doc: Value = serde_json::from_str(&ran.stdout).expect("plan --json prints JSON");
+    assert_eq!(doc["boot_check_metadata"], "none", "{doc:#}");
+    let asked = boot_only.replace("boot-check]", "{boot-check: {metadata: config-drive}}]");
+    std::fs::write(pipelines.join("boot-only.yaml"), asked).expect("write");
+    let ran = run(pipeline(root.path()).args(["plan", "boot-only"]));
+    ran.expect_code(0)
+        .stderr_has("boot-check: metadata: config-drive");
+    let wrong = boot_only.replace("boot-check]", "{boot-check: {metadata: floppy}}]");
+    std::fs::write(pipelines.join("boot-only.yaml"), wrong).expect("write");
+    run(pipeline(root.path()).args(["validate", "boot-only"])).expect_code(2);
 }
 
 #[test]

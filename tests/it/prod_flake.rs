@@ -369,3 +369,43 @@ fn the_package_installs_the_man_pages_and_the_completions() {
     let fish = read(&out.join("share/fish/vendor_completions.d/pipeline.fish"));
     assert!(fish.contains("complete -c pipeline"), "{fish}");
 }
+
+/// The production images are ready for the boot check's metadata proof: cloud-init looks for a
+/// config drive first, and the serial getty (whose prompt is `<hostname> login:`) starts only
+/// after cloud-init has set the host name. Evaluated from the module alone, without nixpkgs.
+#[test]
+fn the_serial_getty_shows_the_host_name_cloud_init_set_from_the_config_drive() {
+    let module = "(import ./nix/modules/openstack-guest.nix { lib = { mkDefault = x: x; }; \
+                  modulesPath = /nonexistent; })";
+    let eval = |attr: &str| {
+        let expr = format!("{module}.{attr}");
+        let (argv, output) = run_nix_instantiate(&["--eval", "--strict", "--json", "-E", &expr]);
+        assert!(
+            output.status.success(),
+            "`{argv}` failed ({}):\n{}",
+            output.status,
+            stderr_tail(&output)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .unwrap_or_else(|e| panic!("`{argv}`: {e}"))
+    };
+    let getty = eval("systemd.services.\"serial-getty@ttyS0\"");
+    assert_eq!(
+        getty["after"],
+        serde_json::json!(["cloud-init.service"]),
+        "{getty}"
+    );
+    assert_eq!(
+        getty["wants"],
+        serde_json::json!(["cloud-init.service"]),
+        "{getty}"
+    );
+    let sources = eval("services.cloud-init.settings.datasource_list");
+    assert_eq!(sources[0], "ConfigDrive", "{sources}");
+    let params = eval("boot.kernelParams");
+    assert_eq!(
+        params.as_array().and_then(|p| p.last()),
+        Some(&serde_json::json!("console=ttyS0,115200")),
+        "ttyS0 must be the last console, /dev/console: {params}"
+    );
+}

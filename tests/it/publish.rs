@@ -137,7 +137,21 @@ fn publish_all_five_profiles_and_openstack_cli_reads_back_firmware_and_hashes() 
             "{profile}: every byte sent once"
         );
         assert!(e["error"].is_null(), "{e:#}");
+        // The shipped pipeline proves each image read its own config drive.
+        assert_eq!(text(e, "boot_metadata"), "config-drive", "{e:#}");
+        assert!(text(e, "boot_hostname").starts_with("heph-"), "{e:#}");
     }
+    let mut hosts: Vec<&str> = PROFILES
+        .iter()
+        .map(|p| text(entry(&report, p), "boot_hostname"))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(
+        hosts.len(),
+        PROFILES.len(),
+        "a fresh host name per boot: {hosts:?}"
+    );
 
     // Read back with python-openstackclient, in parallel: each call is a Python start-up.
     let ids: Vec<(&str, &str)> = PROFILES
