@@ -40,6 +40,7 @@
 //! boot modified.
 
 pub mod accel;
+pub mod cache;
 pub mod qemu;
 pub mod serial;
 
