@@ -541,6 +541,10 @@ pub struct RunArgs {
     /// Keep the GC roots of the built images after the run (under the run directory).
     #[arg(long)]
     pub keep_outputs: bool,
+    /// Boot every image, even one an earlier run already proved (the proofs are kept in
+    /// ~/.cache/hephaestus/boot-checks, or $HEPHAESTUS_CACHE_DIR/boot-checks).
+    #[arg(long)]
+    pub no_boot_cache: bool,
     /// Where runs keep GC roots, logs and locks (default: ROOT/.run).
     #[arg(long, value_name = "DIR", env = "HEPHAESTUS_RUN_DIR")]
     pub run_dir: Option<PathBuf>,

@@ -49,6 +49,7 @@
 //! boot modified.
 
 pub mod accel;
+pub mod cache;
 pub mod config_drive;
 pub mod qemu;
 pub mod serial;

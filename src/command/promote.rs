@@ -48,6 +48,8 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
         run_dir: super::run_dir(&project.root, args.run_dir.as_deref())?,
         keep_outputs: false,
         reporter: Reporter::new(std::io::stderr().is_terminal() && !super::output::json()),
+        // Promotion boots nothing.
+        boot_cache: None,
     };
     let lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
     super::run::execute(

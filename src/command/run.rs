@@ -44,6 +44,11 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<Exit> {
         run_dir: super::run_dir(&project.root, args.run_dir.as_deref())?,
         keep_outputs: args.keep_outputs,
         reporter: Reporter::new(std::io::stderr().is_terminal() && !super::output::json()),
+        boot_cache: if args.no_boot_cache {
+            None
+        } else {
+            hephaestus::boot::cache::default_dir()
+        },
     };
     let lock_timeout = Duration::from_secs(args.lock_timeout);
     execute(

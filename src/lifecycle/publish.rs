@@ -352,6 +352,24 @@ pub fn is_same_build(image: &Image, store_path: &str, expected: &Fingerprint) ->
         && expected.check(image).is_ok()
 }
 
+/// Whether `image` already is the build at `store_path`, as far as can be known without its
+/// bytes: active, built from that store path (immutable), and carrying the hashes a publish
+/// records (Glance's own and the sdk's). Only this pipeline makes an image with those
+/// properties current, after comparing every hash, so a rebuilt store path need not be read,
+/// booted or sent again.
+pub fn already_holds(image: &Image, store_path: &str) -> bool {
+    let has = |key: &str| image.property(key).is_some_and(|v| !v.is_empty());
+    image.status == ImageStatus::Active
+        && image.property(keys::STORE_PATH) == Some(store_path)
+        && image.size.is_some()
+        && image
+            .os_hash_value
+            .as_deref()
+            .is_some_and(|v| !v.is_empty())
+        && has(keys::SDK_SHA256)
+        && has(keys::SDK_MD5)
+}
+
 /// Candidates of the family that earlier runs left behind: hidden, tagged `candidate`, of this
 /// profile and name, untouched for longer than any upload takes.
 async fn sweep_stale_candidates(glance: &Glance, family: &Family<'_>) -> Result<(), Error> {

@@ -55,6 +55,9 @@ pub enum StageStatus {
     Failed,
     /// Did not run (dry run, an earlier failure, or nothing to do).
     Skipped,
+    /// Not run again: an earlier run's result for the same immutable input stands (a boot
+    /// check of the same store path, firmware, marker and QEMU).
+    Cached,
 }
 
 /// One stage of one image.

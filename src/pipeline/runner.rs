@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub keep_outputs: bool,
     /// Shows transfers.
     pub reporter: Reporter,
+    /// Where boot proofs are remembered (`None`: boot every image).
+    pub boot_cache: Option<std::path::PathBuf>,
 }
 
 /// The authenticated cloud sessions a run uses.
@@ -58,6 +60,7 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
         source: clouds.source.as_ref(),
         reporter: &opts.reporter,
         out_paths: &out_paths,
+        boot_cache: opts.boot_cache.as_deref(),
     };
     let mut images: Vec<(usize, ImageReport)> = stream::iter(plan.profiles.iter().enumerate())
         .map(|(i, profile)| {
@@ -119,6 +122,8 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
                     "an earlier stage failed".into()
                 } else if held.is_some() {
                     "held".into()
+                } else if artifact.published.is_some() {
+                    "already in the cloud".into()
                 } else {
                     "unchanged".into()
                 }),
@@ -131,6 +136,7 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
         let (status, note) = match result {
             Ok(Outcome::Done(note)) => (StageStatus::Ok, note),
             Ok(Outcome::Skipped(note)) => (StageStatus::Skipped, Some(note)),
+            Ok(Outcome::Cached(note)) => (StageStatus::Cached, Some(note)),
             Ok(Outcome::Stop(note)) => {
                 stopped = Some(note.clone());
                 (StageStatus::Ok, Some(note))
@@ -169,7 +175,7 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
         ImageOutcome::Planned
     } else if held.is_some() {
         ImageOutcome::Held
-    } else if stopped.is_some() {
+    } else if stopped.is_some() && artifact.published.is_none() {
         ImageOutcome::Unchanged
     } else {
         match &artifact.published {

@@ -44,6 +44,9 @@ pub enum Booted {
     Proven(Box<boot::BootReport>),
     /// The pipeline said not to boot it, and why.
     Skipped(String),
+    /// An earlier run proved this very store path under the same firmware, marker and QEMU
+    /// (see `boot::cache`).
+    Cached(Box<boot::cache::Proof>),
 }
 
 /// Boot options from the stage's options for `profile`.
@@ -84,6 +87,34 @@ pub async fn run(
     let boot = properties.boot;
     let profile = &artifact.profile.name;
     let opts = boot_options(options, profile, Some(verified.digests.sha256.clone()))?;
+    let built = slot(&artifact.build, Kind::BootCheck, Slot::Build)?;
+    let cache = ctx.boot_cache;
+    let key = match cache {
+        Some(_) => Some(boot::cache::Key {
+            store_path: built.store_path.as_str().to_owned(),
+            nar_hash: built.nar_hash.to_string(),
+            boot,
+            firmware: {
+                let firmware = boot::qemu::find_firmware(boot, &opts.qemu)?;
+                boot::cache::firmware_id(firmware.name, firmware.code.as_deref()).await
+            },
+            marker: opts.marker.as_str().to_owned(),
+            qemu: boot::cache::qemu_version(&opts.qemu).await,
+            // A proof without metadata says nothing about reading a config drive.
+            check: opts.metadata.name().to_owned(),
+        }),
+        None => None,
+    };
+    if let (Some(dir), Some(key)) = (cache, &key) {
+        if let Some(proof) = boot::cache::lookup(dir, key) {
+            let note = format!(
+                "cached: {} booted under {boot} ({}) at {}, matching {:?}; not booted again",
+                key.store_path, proof.accel, proof.proven_at, proof.matched_line
+            );
+            artifact.booted = Some(Booted::Cached(Box::new(proof)));
+            return Ok(Outcome::Cached(note));
+        }
+    }
     let dir = ctx.run_dir.join("boot").join(profile);
     let report = boot::boot_check(&verified.file, boot, &opts, &dir).await?;
     let metadata = match &report.config_drive {
@@ -93,6 +124,23 @@ pub async fn run(
         ),
         None => "no metadata (metadata: none)".into(),
     };
+    if let (Some(dir), Some(key)) = (cache, key) {
+        let proof = boot::cache::Proof {
+            key,
+            proven_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            seconds: report.seconds,
+            accel: report.accel_used.to_string(),
+            matched_line: report.matched_line.clone(),
+        };
+        if let Err(e) = boot::cache::remember(dir, &proof) {
+            tracing::warn!(
+                "{profile}: cannot remember the boot proof in {}: {e}",
+                dir.display()
+            );
+        }
+    }
     let note = format!(
         "booted under {} ({}) in {:.1}s: {:?}; {metadata}; serial log {}",
         report.firmware,

@@ -3,6 +3,9 @@
 
 use super::{slot, Artifact, Context, Evaluated, Kind, Outcome, Slot};
 use crate::firmware::Boot;
+use crate::lifecycle::publish::{
+    already_holds, find_current, find_held, held_note, Family, Published,
+};
 use crate::nix::{self, GcRoots, ImageInfo, NarHash, StorePath};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -24,6 +27,9 @@ pub struct Options {
 /// Why a build did not produce a usable image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The cloud could not be asked whether it already holds the build.
+    #[error("cannot ask the cloud whether it already holds the build")]
+    Cloud(#[source] crate::lifecycle::publish::Error),
     /// Nix failed, or its output could not be understood.
     #[error("building {installable} failed")]
     Nix {
@@ -127,6 +133,45 @@ pub async fn run(
         .unwrap_or(DEFAULT_TIMEOUT);
     let built = build(ev, ctx.gc_roots, timeout, ctx.started_at).await?;
     let note = format!("{} ({})", built.image.file.display(), built.generation);
+    let store_path = built.store_path.clone();
+    let profile = ev.profile.clone();
     artifact.build = Some(built);
+    if let Some(glance) = ctx.glance {
+        // A store path never changes: when the cloud already holds this very build, reading,
+        // booting and sending it again would prove nothing new.
+        let name = ctx.image_name(&profile);
+        let family = Family {
+            profile: &profile,
+            name: &name,
+        };
+        let current = find_current(glance, &family).await.map_err(Error::Cloud)?;
+        if let Some(cur) = current.filter(|c| already_holds(c, store_path.as_str())) {
+            let stop = format!(
+                "{name} ({}) in {} already is {store_path}; nothing to verify, boot or send",
+                cur.id,
+                glance.cloud()
+            );
+            artifact.published = Some(Published {
+                image_id: cur.id,
+                image_name: name,
+                skipped: true,
+                held_by: None,
+                replaced: None,
+                attempts: 0,
+            });
+            return Ok(Outcome::Stop(stop));
+        }
+        if let Some(held) = find_held(glance, &family, store_path.as_str())
+            .await
+            .map_err(Error::Cloud)?
+        {
+            return Ok(Outcome::Held(held_note(
+                &family,
+                &held.id,
+                store_path.as_str(),
+                glance.cloud(),
+            )));
+        }
+    }
     Ok(Outcome::Done(Some(note)))
 }

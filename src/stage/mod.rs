@@ -306,6 +306,8 @@ pub struct Context<'a> {
     pub reporter: &'a Reporter,
     /// `skip-unchanged`'s evaluation of every profile's output path, done once per run.
     pub out_paths: &'a skip_unchanged::OutPaths,
+    /// Where `boot-check` remembers and finds proofs (`None`: boot every image).
+    pub boot_cache: Option<&'a Path>,
 }
 
 impl Context<'_> {
@@ -322,6 +324,9 @@ pub enum Outcome {
     Done(Option<String>),
     /// It did not run; the note says why or what it would have done.
     Skipped(String),
+    /// It did not run again: an earlier run's result for the same immutable input stands;
+    /// the note says which.
+    Cached(String),
     /// It ran and found there is nothing left to do for this profile: the rest of the chain
     /// is skipped and the image reported `unchanged`.
     Stop(String),

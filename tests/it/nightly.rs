@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::cloud::{self, assert_current, has, Cloud, Sandbox};
 use crate::util::{
-    self, entry, fixture_flake, number, report, text, Background, PipelineCopy, Ran,
+    self, entry, fixture_flake, number, report, stage_status, text, Background, PipelineCopy, Ran,
 };
 
 const PROFILES: [&str; 5] = ["generic", "lucy", "makise", "quinn", "sunraku"];
@@ -87,15 +87,6 @@ impl Nightly {
         ids.sort();
         ids
     }
-}
-
-/// The status of stage `stage` in a report entry.
-fn stage_status<'a>(entry: &'a Value, stage: &str) -> &'a str {
-    entry["stages"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["stage"] == stage))
-        .and_then(|s| s["status"].as_str())
-        .unwrap_or_else(|| panic!("no stage `{stage}` in {entry:#}"))
 }
 
 /// The debug lines of `-v` that start a `nix` command whose subcommand is `sub`.

@@ -1163,3 +1163,104 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
         "the token header leaks"
     );
 }
+
+/// Whether the run directory `dir` holds a serial console log of `profile`, i.e. whether
+/// QEMU was started for it (boot-check writes the log before QEMU runs).
+fn booted_in(dir: &Path, profile: &str) -> bool {
+    fn walk(dir: &Path, profile: &str) -> bool {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    walk(&path, profile)
+                } else {
+                    path.components().any(|c| c.as_os_str() == "boot")
+                        && path.to_string_lossy().contains(&format!("/{profile}/"))
+                }
+            })
+    }
+    walk(dir, profile)
+}
+
+#[test]
+fn a_rerun_with_nothing_changed_verifies_boots_and_sends_nothing() {
+    let _cloud = cloud::shared();
+    let s = Setup::with_stages("rerun", Stages::Shipped);
+    let cache = s.dir.path().join("cache");
+    let run = |dir: &str| {
+        let run_dir = s.dir.path().join(dir);
+        let mut cmd = s.command(&fixture_flake(), &["lucy"], &cloud::clouds_yaml());
+        cmd.env("HEPHAESTUS_RUN_DIR", &run_dir)
+            .env("HEPHAESTUS_CACHE_DIR", &cache);
+        let ran = util::run_std(&mut cmd);
+        ran.expect_code(0);
+        (report(&ran), run_dir)
+    };
+    let (first, first_dir) = run("first");
+    let e = entry(&first, "lucy");
+    assert_eq!(text(e, "status"), "published", "{e:#}");
+    assert!(booted_in(&first_dir, "lucy"), "the first run boots lucy");
+
+    // The same store path is current in the cloud: the run stops right after `build`.
+    let (second, second_dir) = run("second");
+    let e = entry(&second, "lucy");
+    assert_eq!(text(e, "status"), "skipped", "{e:#}");
+    assert_eq!(text(e, "image_id"), text(entry(&first, "lucy"), "image_id"));
+    assert_eq!(number(e, "bytes_sent"), 0, "{e:#}");
+    for stage in ["verify", "boot-check", "upload"] {
+        assert_eq!(util::stage_status(e, stage), "skipped", "{stage}: {e:#}");
+    }
+    assert!(
+        !booted_in(&second_dir, "lucy"),
+        "QEMU was not started again"
+    );
+}
+
+#[test]
+fn a_boot_proof_is_remembered_by_store_path_and_not_booted_again() {
+    let _cloud = cloud::shared();
+    // Two families of the same build: the second is not in the cloud yet, so it is
+    // verified and sent, but its boot was proven by the first run.
+    let first = Setup::with_stages("proof-a", Stages::Shipped);
+    let second = Setup::with_stages("proof-b", Stages::Shipped);
+    let cache = first.dir.path().join("cache");
+    let run = |s: &Setup, extra: &[&str]| {
+        let run_dir = s.dir.path().join("run");
+        let mut cmd = s.command(&fixture_flake(), &["sunraku"], &cloud::clouds_yaml());
+        cmd.args(extra)
+            .env("HEPHAESTUS_RUN_DIR", &run_dir)
+            .env("HEPHAESTUS_CACHE_DIR", &cache);
+        let ran = util::run_std(&mut cmd);
+        ran.expect_code(0);
+        (report(&ran), run_dir)
+    };
+    let (a, a_dir) = run(&first, &[]);
+    assert_eq!(util::stage_status(entry(&a, "sunraku"), "boot-check"), "ok");
+    assert!(booted_in(&a_dir, "sunraku"));
+    let proofs = std::fs::read_dir(cache.join("boot-checks"))
+        .expect("the proof is remembered under the cache dir")
+        .count();
+    assert_eq!(proofs, 1);
+
+    let (b, b_dir) = run(&second, &[]);
+    let e = entry(&b, "sunraku");
+    assert_eq!(text(e, "status"), "published", "{e:#}");
+    assert_eq!(util::stage_status(e, "boot-check"), "cached", "{e:#}");
+    assert!(!booted_in(&b_dir, "sunraku"), "QEMU was not started");
+    let note = e["stages"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stage"] == "boot-check"))
+        .and_then(|s| s["note"].as_str())
+        .unwrap_or_default();
+    assert!(note.contains("not booted again"), "{note}");
+
+    // --no-boot-cache boots anyway (a new build of the family is needed to get that far:
+    // the current image is this build, so a forced boot shows on a fresh family).
+    let third = Setup::with_stages("proof-c", Stages::Shipped);
+    let (c, c_dir) = run(&third, &["--no-boot-cache"]);
+    assert_eq!(util::stage_status(entry(&c, "sunraku"), "boot-check"), "ok");
+    assert!(booted_in(&c_dir, "sunraku"));
+}

@@ -23,7 +23,31 @@ pub fn pipeline(root: &Path) -> assert_cmd::Command {
         .expect("the pipeline binary is built by cargo test");
     cmd.arg("--root").arg(root);
     cmd.env_remove("RUST_LOG");
+    cmd.env("HEPHAESTUS_CACHE_DIR", fresh_cache_dir());
     cmd
+}
+
+/// An empty cache directory of its own for one command: a boot proof remembered by another
+/// test must never stand in for a boot a test means to see. The boot-cache tests share one
+/// directory between their runs on purpose.
+pub fn fresh_cache_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cache")
+        .join(format!("{}-{n}", std::process::id()));
+    // Left behind in the target directory (a few small files): it only ever holds proofs.
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The status of stage `stage` in a report entry.
+pub fn stage_status<'a>(entry: &'a serde_json::Value, stage: &str) -> &'a str {
+    entry["stages"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stage"] == stage))
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or_else(|| panic!("no stage `{stage}` in {entry:#}"))
 }
 
 /// The bound every bad input runs under (README, Security): 10 s of wall time.
@@ -170,7 +194,8 @@ pub fn cloud_pipeline(clouds: &Path) -> Command {
         .env("NIX_CONFIG", crate::nix::offline_config())
         .env_remove("OS_CLOUD")
         .env_remove("OS_AUTH_URL")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env("HEPHAESTUS_CACHE_DIR", fresh_cache_dir());
     cmd
 }
 
