@@ -8,7 +8,7 @@ use crate::error::error_chain;
 use crate::glance::Glance;
 use crate::nix::GcRoots;
 use crate::progress::Reporter;
-use crate::stage::{self, skip_unchanged::OutPaths, Artifact, Context, Outcome};
+use crate::stage::{self, batch::Batch, Artifact, Context, Outcome, Stage};
 use futures::stream::{self, StreamExt};
 use std::time::Instant;
 
@@ -40,7 +40,12 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
     let started = time::OffsetDateTime::now_utc();
     let run_dir = opts.run_dir.for_run(&plan.pipeline, started);
     let gc_roots = GcRoots::new(run_dir.join("gc-roots"));
-    let out_paths = OutPaths::default();
+    let has_skip = plan
+        .stages
+        .iter()
+        .any(|s| matches!(s, Stage::SkipUnchanged));
+    let batch = Batch::new(&plan.profiles, has_skip);
+    let nix = crate::nix::Nix::default().with_settings(plan.nix_settings());
     let ctx = Context {
         pipeline: &plan.pipeline,
         flake: plan.flake.as_deref(),
@@ -57,7 +62,8 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
         glance: clouds.target.as_ref(),
         source: clouds.source.as_ref(),
         reporter: &opts.reporter,
-        out_paths: &out_paths,
+        batch: &batch,
+        nix: &nix,
     };
     let mut images: Vec<(usize, ImageReport)> = stream::iter(plan.profiles.iter().enumerate())
         .map(|(i, profile)| {
