@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 mod boot;
 mod build;
+mod builders;
 mod catalog;
 mod cli;
 mod cloud;
