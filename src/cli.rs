@@ -92,7 +92,7 @@ pub enum Command {
 
     /// Run a pipeline: each profile through its chain of stages, then a report.
     #[command(
-        after_help = "Examples:\n  pipeline run publish-all --dry-run\n  pipeline run nightly --cloud staging --report nightly.json\n  pipeline run publish-all --profile lucy --profile sunraku --json"
+        after_help = "Examples:\n  pipeline run publish-all --dry-run\n  pipeline run nightly --cloud staging --report nightly.json\n  pipeline run nightly --metrics /var/lib/prometheus-node-exporter/textfile/hephaestus.prom\n  pipeline run publish-all --profile lucy --profile sunraku --json"
     )]
     Run(RunArgs),
 
@@ -491,6 +491,10 @@ pub struct RunArgs {
     /// Also write the JSON run report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the run's metrics to FILE in node_exporter's textfile format (atomically: a
+    /// temporary file in the same directory, renamed over FILE).
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub metrics: Option<PathBuf>,
     /// Run only what has no side effect (evaluate, tag) and say what the rest would do.
     #[arg(long)]
     pub dry_run: bool,

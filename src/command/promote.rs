@@ -58,5 +58,6 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
         lock_timeout,
         args.json,
         args.report.as_deref(),
+        None,
     )
 }

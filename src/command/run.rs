@@ -53,6 +53,7 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<Exit> {
         lock_timeout,
         args.json,
         args.report.as_deref(),
+        args.metrics.as_deref(),
     )
 }
 
@@ -64,6 +65,7 @@ pub fn execute(
     lock_timeout: Duration,
     json: bool,
     report_file: Option<&Path>,
+    metrics_file: Option<&Path>,
 ) -> anyhow::Result<Exit> {
     say!(
         "{}: {} profile(s), stages {}{}",
@@ -109,6 +111,10 @@ pub fn execute(
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if let Some(path) = metrics_file {
+        hephaestus::pipeline::metrics::write(&report, path)?;
+        say!("metrics written to {}", path.display());
     }
     if json {
         super::print_json(&report)?;

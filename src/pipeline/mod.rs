@@ -2,6 +2,7 @@
 //! directory, the runner and the run report.
 
 pub mod diagnostic;
+pub mod metrics;
 pub mod project;
 pub mod report;
 pub mod run_dir;

@@ -212,6 +212,17 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
                     .and_then(|c| c.current.clone())
             }),
         bytes_sent: artifact.bytes_sent,
+        image_built_at: match &artifact.published {
+            Some(p) if p.skipped => p.built_at,
+            Some(p) => p
+                .built_at
+                .or(artifact.build.as_ref().map(|_| ctx.started_at)),
+            None => artifact
+                .cloud_state
+                .as_ref()
+                .and_then(|c| c.current_built_at),
+        }
+        .map(rfc3339),
         boot_seconds: match &artifact.booted {
             Some(stage::boot_check::Booted::Proven(b)) => Some(b.seconds),
             _ => None,
