@@ -10,6 +10,7 @@ mod glance;
 mod image;
 mod layers;
 mod lifecycle;
+mod metrics;
 mod nightly;
 mod nix;
 mod prod_flake;
