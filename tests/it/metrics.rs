@@ -208,3 +208,103 @@ fn a_nightly_without_changes_reports_the_age_of_the_current_image() {
         "built {built}, first run started {first_start}"
     );
 }
+
+#[test]
+fn images_stale_after_exits_5_for_an_old_image_and_for_its_own_replace_frequency() {
+    let _cloud = cloud::shared();
+    let copy = PipelineCopy {
+        file: "publish-all.yaml",
+        upload_options: &[],
+        boot_check: false,
+        must_say: &[],
+    };
+    let s = Sandbox::new("stale", &copy, &["local"]);
+    let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .args([
+            "--cloud",
+            "local",
+            "--json",
+            "--profile",
+            "quinn",
+            "--flake",
+        ])
+        .arg(util::fixture_flake())
+        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
+    let ran = run_std(&mut cmd);
+    ran.expect_code(0);
+    let id = util::text(util::entry(&report(&ran), "quinn"), "image_id").to_string();
+    let images = |limit: &str| {
+        let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+        cmd.args([
+            "images",
+            "--cloud",
+            "local",
+            "--profile",
+            "quinn",
+            "--json",
+            "--stale-after",
+            limit,
+        ]);
+        run_std(&mut cmd)
+    };
+    let stale_ids = |ran: &Ran| -> Vec<String> {
+        report(ran)["stale"]
+            .as_array()
+            .expect("stale list")
+            .iter()
+            .filter_map(|s| s["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let fresh = images("7d");
+    assert!(!stale_ids(&fresh).contains(&id), "{fresh}");
+
+    // Ten days old, as if the nightly had stopped publishing it.
+    let built = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+    let date = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        built.year(),
+        u8::from(built.month()),
+        built.day(),
+        built.hour(),
+        built.minute()
+    );
+    let local = cloud::Cloud::connect("local");
+    let target = id.clone();
+    local.call(|g| async move {
+        g.update_image(
+            &target,
+            &[hephaestus::glance::PatchOp::replace(
+                "image_build_date",
+                date.as_str(),
+            )],
+        )
+        .await
+        .expect("backdate the image")
+    });
+    let old = images("7d");
+    old.expect_code(5)
+        .stderr_has("more than --stale-after 7d0h");
+    assert!(stale_ids(&old).contains(&id), "{old}");
+    images("30d").expect_code(0);
+
+    // Its own promise: weekly, so ten days is stale even under a 30-day limit.
+    let target = id.clone();
+    local.call(|g| async move {
+        g.update_image(
+            &target,
+            &[hephaestus::glance::PatchOp::replace(
+                "replace_frequency",
+                "weekly",
+            )],
+        )
+        .await
+        .expect("set replace_frequency")
+    });
+    let promised = images("30d");
+    promised
+        .expect_code(5)
+        .stderr_has("replace_frequency `weekly` allows (7d0h)");
+    assert!(stale_ids(&promised).contains(&id), "{promised}");
+}
