@@ -247,6 +247,10 @@ pub fn write(report: &Report, path: &Path) -> Result<(), Error> {
         source,
     };
     std::fs::write(&tmp, text).map_err(fail)?;
+    // Readable by the collector's own user whatever the writer's umask (the nightly unit's is
+    // 0077): the file holds names and numbers, never a secret.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         fail(e)
@@ -330,5 +334,12 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["hephaestus.prom"], "no temporary file is left");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "the textfile collector's user may read it"
+        );
     }
 }

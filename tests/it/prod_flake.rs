@@ -369,3 +369,26 @@ fn the_package_installs_the_man_pages_and_the_completions() {
     let fish = read(&out.join("share/fish/vendor_completions.d/pipeline.fish"));
     assert!(fish.contains("complete -c pipeline"), "{fish}");
 }
+
+#[test]
+fn the_nightly_module_links_its_metrics_into_node_exporters_textfile_directory() {
+    // nix/checks/nightly.nix evaluates the module with and without node_exporter's textfile
+    // collector, and with an explicit metricsTextfileDirectory.
+    let (argv, output) = run_nix_instantiate(&[
+        "--eval",
+        "--strict",
+        "--json",
+        "-E",
+        "import ./nix/checks/nightly.nix",
+    ]);
+    assert!(
+        output.status.success(),
+        "`{argv}` failed:\n{}",
+        stderr_tail(&output)
+    );
+    let facts: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("nightly.nix prints JSON");
+    for fact in ["metricsWritten", "metricsInTextfileDirectory"] {
+        assert_eq!(facts[fact], true, "{fact}: {facts}");
+    }
+}
