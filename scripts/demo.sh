@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole image lifecycle on the two local clouds (`local` = staging, `local-prod` =
 # production), as `make demo` runs it: publish, promote, publish a change, roll back in both
-# clouds, see promotion and the nightly hold the rolled-back build, and show both clouds.
+# clouds, see promotion and the nightly hold the rolled-back build (printing the metrics file
+# it wrote), and show both clouds.
 #
 # Needs: the pipeline binary ($PIPELINE), the clouds up with OS_CLIENT_CONFIG_FILE pointing at
 # their clouds.yaml, and the offline Nix settings (NIX_CONFIG) exported by the Makefile.
@@ -43,10 +44,16 @@ run promote --from local --to local-prod --profile lucy
 
 step "5. roll it back in staging too; the nightly still builds it, and holds it"
 run rollback lucy --cloud local
-run run nightly --cloud local --flake "$work/flake-changed" --profile lucy
+rm -f "$work/nightly.prom"
+run run nightly --cloud local --flake "$work/flake-changed" --profile lucy --metrics "$work/nightly.prom"
+
+step "5b. the nightly's metrics, as node_exporter's textfile collector reads them"
+cat "$work/nightly.prom" >&2
 
 step "6. both clouds: current, previous and rolled-back generations"
 run images --cloud local
 run images --cloud local-prod
 run check --cloud local
 run check --cloud local-prod
+# Exit 5 would mean a current image is older than a week or than its replace_frequency.
+run images --cloud local --stale-after 7d

@@ -2,6 +2,9 @@
 # Install what the Nix side of the tests needs, offline-ready, without touching /etc/nix/nix.conf:
 #   nix-bin (Debian bookworm: Nix 2.8) for `nix build`, plus the host tools the fixture flake's
 #   builders call by absolute path: qemu-img, sfdisk (fdisk), mtools, and git.
+#   openssh-server: the remote-builder test (tests/it/builders.rs) starts its own sshd on a
+#   loopback port, with its own keys and sshd_config, as a Nix build machine. Its binary is all
+#   that is used; the Debian package's own ssh service is not touched by the tests.
 # Idempotent; needs root and apt. The offline settings come from scripts/nix-env.sh (NIX_CONFIG).
 #
 # qemu-utils may come from bookworm-backports (a newer qemu-img than bookworm's); it is only
@@ -18,7 +21,7 @@ export DEBIAN_FRONTEND=noninteractive
 # package:command pairs; a package is wanted only when its command is missing, so a tool installed
 # some other way (a newer git, a backports qemu-img) is left alone.
 wanted=()
-for pair in nix-bin:nix qemu-utils:qemu-img fdisk:sfdisk mtools:mformat git:git; do
+for pair in nix-bin:nix qemu-utils:qemu-img fdisk:sfdisk mtools:mformat git:git openssh-server:sshd; do
   pkg=${pair%%:*} cmd=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/sbin/$cmd" ]; then
     wanted+=("$pkg")
@@ -42,6 +45,8 @@ fi
 for tool in /usr/bin/qemu-img /usr/sbin/sfdisk /usr/bin/mformat /usr/bin/mcopy /bin/sh; do
   [ -x "$tool" ] || { echo "install-nix: $tool missing after install" >&2; exit 1; }
 done
+# The remote-builder test runs sshd by this path.
+[ -x /usr/sbin/sshd ] || { echo "install-nix: /usr/sbin/sshd missing after install" >&2; exit 1; }
 # Debian's nix-bin postinst creates the nixbld group and users; builds run as nixbld1.
 getent group nixbld >/dev/null || echo "install-nix: note: no nixbld group, builds will run as root" >&2
 nix --version

@@ -92,7 +92,7 @@ pub enum Command {
 
     /// Run a pipeline: each profile through its chain of stages, then a report.
     #[command(
-        after_help = "Examples:\n  pipeline run publish-all --dry-run\n  pipeline run nightly --cloud staging --report nightly.json\n  pipeline run publish-all --profile lucy --profile sunraku --json"
+        after_help = "Examples:\n  pipeline run publish-all --dry-run\n  pipeline run nightly --cloud staging --report nightly.json\n  pipeline run nightly --metrics /var/lib/prometheus-node-exporter/textfile/hephaestus.prom\n  pipeline run publish-all --profile lucy --profile sunraku --json"
     )]
     Run(RunArgs),
 
@@ -460,6 +460,50 @@ pub struct ImagesArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Exit with code 5 when a current image was built longer ago than DURATION (`36h`,
+    /// `7d`, `2w`; units s, m, h, d, w), or than its own SCS `replace_frequency` allows.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stale_after: Option<std::time::Duration>,
+}
+
+#[cfg(test)]
+mod duration_tests {
+    #[test]
+    fn durations_take_a_number_and_a_unit() {
+        assert_eq!(super::parse_duration("36h").unwrap().as_secs(), 36 * 3600);
+        assert_eq!(super::parse_duration("7d").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(super::parse_duration("2w").unwrap().as_secs(), 14 * 86_400);
+        for bad in ["7", "d", "7y", "-1d", "99999999999999999999d"] {
+            assert!(super::parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// `36h`, `7d`: a number and one of the units s, m, h, d, w.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write e.g. `36h` or `7d`"))?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number: write e.g. `7d`"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`: use s, m, h, d or w"
+            ))
+        }
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
 }
 
 /// `pipeline verify`
@@ -535,6 +579,10 @@ pub struct RunArgs {
     /// Also write the JSON run report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the run's metrics to FILE in node_exporter's textfile format (atomically: a
+    /// temporary file in the same directory, renamed over FILE).
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub metrics: Option<PathBuf>,
     /// Run only what has no side effect (evaluate, tag) and say what the rest would do.
     #[arg(long)]
     pub dry_run: bool,

@@ -37,6 +37,9 @@ pub enum Exit {
     /// A cloud may hold a half-made image, or an image became visible but what had to follow
     /// did not happen; the message names the image and what is left to fix.
     Cleanup,
+    /// `pipeline images --stale-after`: a current image is older than the limit, or than its
+    /// own SCS `replace_frequency` promises; the message names each one.
+    Stale,
 }
 
 impl Exit {
@@ -48,6 +51,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Cleanup => 3,
             Exit::Busy => 4,
+            Exit::Stale => 5,
         }
     }
 }
@@ -82,9 +86,10 @@ mod tests {
             Exit::Usage,
             Exit::Busy,
             Exit::Cleanup,
+            Exit::Stale,
         ]
         .map(Exit::code)
         .to_vec();
-        assert_eq!(codes, [0, 1, 2, 4, 3]);
+        assert_eq!(codes, [0, 1, 2, 4, 3, 5]);
     }
 }

@@ -26,6 +26,22 @@ pub const REPLACE_FREQUENCIES: &[&str] = &[
     "critical_bug",
     "never",
 ];
+/// The oldest an image may be under its `replace_frequency`: `None` for `critical_bug` and
+/// `never`, which promise no schedule. A month counts 31 days and a quarter 92, the longest
+/// each can be, so a promise kept to the day is never reported stale.
+pub fn max_age(replace_frequency: &str) -> Option<std::time::Duration> {
+    const DAY: u64 = 24 * 60 * 60;
+    let days = match replace_frequency {
+        "yearly" => 366,
+        "quarterly" => 92,
+        "monthly" => 31,
+        "weekly" => 7,
+        "daily" => 1,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(days * DAY))
+}
+
 /// `min_ram` (MiB) when a profile says nothing: the standard makes it mandatory.
 pub const DEFAULT_MIN_RAM: u64 = 1024;
 
@@ -241,6 +257,12 @@ mod tests {
         let err = check_os_purpose("k8snode").unwrap_err();
         assert!(err.contains("allowed: generic, minimal, capinode"), "{err}");
         check_replace_frequency("critical_bug").unwrap();
+        assert_eq!(max_age("weekly").map(|d| d.as_secs()), Some(7 * 86400));
+        assert_eq!(max_age("daily").map(|d| d.as_secs()), Some(86400));
+        assert!(max_age("critical_bug").is_none() && max_age("never").is_none());
+        assert!(REPLACE_FREQUENCIES
+            .iter()
+            .all(|f| max_age(f).is_some() || matches!(*f, "critical_bug" | "never")));
         assert!(check_replace_frequency("hourly").is_err());
         for ok in ["2027-06-30", "none", "notice"] {
             check_provided_until(ok).unwrap();

@@ -97,17 +97,18 @@ fi
 [ "$failed" -eq "$before" ] && echo "check-flake: placeholders fail evaluation, real values pass"
 
 # 5. The nightly module adds to nix.settings.allowed-users (never replaces NixOS's [ "*" ]),
-#    puts nix on the unit's PATH, and makes the checkout read-only to the unit.
+#    puts nix on the unit's PATH, makes the checkout read-only to the unit, writes the run's
+#    metrics and links them into node_exporter's textfile directory when it has one.
 if ! out=$("$nix_instantiate" --eval --strict --json -E 'import ./nix/checks/nightly.nix' 2>/dev/null); then
     fail "evaluating nix/checks/nightly.nix failed (run it by hand for the error)"
 else
-    for fact in allowedUsersMerged nixOnPath checkoutReadOnly assertionsPass; do
+    for fact in allowedUsersMerged nixOnPath checkoutReadOnly assertionsPass metricsWritten metricsInTextfileDirectory; do
         case $out in
             *"\"$fact\":true"*) ;;
             *) fail "the nightly module breaks $fact: $out" ;;
         esac
     done
-    [ "$failed" -eq 0 ] && echo "check-flake: the nightly module adds to allowed-users, has nix on PATH, reads the checkout read-only"
+    [ "$failed" -eq 0 ] && echo "check-flake: the nightly module adds to allowed-users, has nix on PATH, reads the checkout read-only, links its metrics into node_exporter's textfile directory"
 fi
 
 # 6. Optional lint.

@@ -6,11 +6,29 @@
 # ProtectSystem=strict leaves): the host needs nix-daemon (the NixOS default) and must allow
 # the user (nix.settings.allowed-users, added to below, never replaced). The builds run in the daemon, outside
 # this sandbox, with the host's substituters.
+#
+# Every run writes its metrics (`pipeline run --metrics`, node_exporter's textfile format) to
+# /var/lib/hephaestus-nightly/metrics.prom. When node_exporter's textfile collector has a
+# directory (services.prometheus.exporters.node with --collector.textfile.directory=DIR in its
+# extraFlags, nixpkgs having no option of its own for it), or metricsTextfileDirectory names
+# one, a symlink DIR/hephaestus-nightly.prom points at that file: the collector reads it, and
+# its directory's owner and mode are left as they are.
 { config, lib, pkgs, utils, ... }:
 let
   cfg = config.services.hephaestus-nightly;
   name = "hephaestus-nightly";
   stateDir = "/var/lib/${name}";
+  metricsFile = "${stateDir}/metrics.prom";
+  node = config.services.prometheus.exporters.node or { };
+  textfileFlag = "--collector.textfile.directory=";
+  flagged = builtins.filter (f: lib.hasPrefix textfileFlag f) (node.extraFlags or [ ]);
+  textfileOn = (node.enable or false) && flagged != [ ]
+    && !(builtins.elem "textfile" (node.disabledCollectors or [ ]));
+  textfileDir =
+    if cfg.metricsTextfileDirectory != null then cfg.metricsTextfileDirectory
+    else if textfileOn then
+      builtins.substring (builtins.stringLength textfileFlag) (-1) (builtins.head flagged)
+    else null;
 in
 {
   options.services.hephaestus-nightly = {
@@ -60,6 +78,17 @@ in
       type = lib.types.str;
       default = "30min";
       description = "Random delay added to each start, so several hosts do not hit Glance at once.";
+    };
+
+    metricsTextfileDirectory = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/var/lib/prometheus-node-exporter-text-files";
+      description = ''
+        node_exporter's textfile directory, where hephaestus-nightly.prom (a symlink to the
+        run's metrics) is placed. Default: the --collector.textfile.directory of
+        services.prometheus.exporters.node when that is enabled; null when there is none.
+      '';
     };
 
     extraArgs = lib.mkOption {
@@ -129,6 +158,8 @@ in
           cfg.cloud
           "--report"
           "${stateDir}/last-run.json"
+          "--metrics"
+          metricsFile
           # GC roots, serial logs and the per-cloud run lock: the root is read-only here, and
           # the daemon must see the out-links (see TMPDIR above).
           "--run-dir"
@@ -173,6 +204,10 @@ in
         SystemCallFilter = [ "@system-service" ];
       };
     };
+
+    systemd.tmpfiles.rules =
+      if textfileDir == null then [ ]
+      else [ "L+ ${textfileDir}/${name}.prom - - - - ${metricsFile}" ];
 
     systemd.timers.${name} = {
       description = "Nightly Hephaestus image refresh";

@@ -56,13 +56,33 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<Exit> {
                 .then_with(|| b.created_at.cmp(&a.created_at))
         });
     }
+    let now = time::OffsetDateTime::now_utc();
+    let stale: Vec<serde_json::Value> = match args.stale_after {
+        Some(limit) => by_profile
+            .values()
+            .flatten()
+            .filter(|i| Role::of(i) == Role::Current)
+            .filter_map(|i| staleness(i, limit, now))
+            .collect(),
+        None => Vec::new(),
+    };
+    let exit = if stale.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Stale
+    };
     if args.json {
         let doc: BTreeMap<&String, Vec<serde_json::Value>> = by_profile
             .iter()
             .map(|(p, list)| (p, list.iter().map(row).collect()))
             .collect();
-        super::print_json(&json!({ "cloud": glance.cloud(), "profiles": doc }))?;
-        return Ok(Exit::Success);
+        let mut out = json!({ "cloud": glance.cloud(), "profiles": doc });
+        if args.stale_after.is_some() {
+            out["stale"] = json!(stale);
+        }
+        super::print_json(&out)?;
+        say_stale(&stale);
+        return Ok(exit);
     }
     say!("cloud {}:", glance.cloud());
     if by_profile.is_empty() {
@@ -90,5 +110,61 @@ pub fn run(root: &Path, args: &ImagesArgs) -> anyhow::Result<Exit> {
             );
         }
     }
-    Ok(Exit::Success)
+    say_stale(&stale);
+    Ok(exit)
+}
+
+/// Why `image`, a current image, is stale: older than `limit`, or than its own
+/// `replace_frequency` allows; `None` when it is not (or its build time is unknown).
+fn staleness(
+    image: &Image,
+    limit: std::time::Duration,
+    now: time::OffsetDateTime,
+) -> Option<serde_json::Value> {
+    let built = lifecycle::built_at(image)?;
+    let age = now - built;
+    let frequency = image.property("replace_frequency");
+    let promised = frequency.and_then(hephaestus::scs::max_age);
+    let reason = if age > limit {
+        format!(
+            "built {} ago, more than --stale-after {}",
+            days(age),
+            days(limit)
+        )
+    } else if let Some(max) = promised.filter(|max| age > *max) {
+        format!(
+            "built {} ago, more than its replace_frequency `{}` allows ({})",
+            days(age),
+            frequency.unwrap_or_default(),
+            days(max)
+        )
+    } else {
+        return None;
+    };
+    Some(json!({
+        "profile": image.property(keys::PROFILE),
+        "id": image.id,
+        "name": image.display_name(),
+        "built_at": hephaestus::pipeline::report::rfc3339(built),
+        "age_seconds": age.whole_seconds(),
+        "reason": reason,
+    }))
+}
+
+/// A duration as days and hours, for people.
+fn days(d: impl TryInto<std::time::Duration>) -> String {
+    let secs = d.try_into().map(|d| d.as_secs()).unwrap_or(0);
+    format!("{}d{}h", secs / 86_400, secs % 86_400 / 3600)
+}
+
+fn say_stale(stale: &[serde_json::Value]) {
+    for s in stale {
+        say!(
+            "stale: {} {} ({}): {}",
+            s["profile"].as_str().unwrap_or("?"),
+            s["name"].as_str().unwrap_or("?"),
+            s["id"].as_str().unwrap_or("?"),
+            s["reason"].as_str().unwrap_or("?")
+        );
+    }
 }

@@ -42,6 +42,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
             ..promote::Options::default()
         })],
         profiles,
+        nix: Default::default(),
     };
     let options = RunOptions {
         dry_run: args.dry_run,
@@ -59,5 +60,6 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
         lock_timeout,
         args.json,
         args.report.as_deref(),
+        None,
     )
 }

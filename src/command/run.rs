@@ -58,6 +58,7 @@ pub fn run(root: &Path, args: &RunArgs) -> anyhow::Result<Exit> {
         lock_timeout,
         args.json,
         args.report.as_deref(),
+        args.metrics.as_deref(),
     )
 }
 
@@ -69,6 +70,7 @@ pub fn execute(
     lock_timeout: Duration,
     json: bool,
     report_file: Option<&Path>,
+    metrics_file: Option<&Path>,
 ) -> anyhow::Result<Exit> {
     say!(
         "{}: {} profile(s), stages {}{}",
@@ -114,6 +116,10 @@ pub fn execute(
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if let Some(path) = metrics_file {
+        hephaestus::pipeline::metrics::write(&report, path)?;
+        say!("metrics written to {}", path.display());
     }
     if json {
         super::print_json(&report)?;

@@ -446,6 +446,30 @@ pub fn generation_of(image: &Image) -> String {
         .unwrap_or_else(|| image.id.chars().take(8).collect())
 }
 
+/// When `image` was built: its SCS `image_build_date` (the UTC start of the run that built it),
+/// else the time its `hephaestus_generation` is named after, else Glance's `created_at` (for
+/// an image published by something else). A promoted copy keeps the properties, so its age is
+/// the build's, not the copy's.
+pub fn built_at(image: &Image) -> Option<time::OffsetDateTime> {
+    let minute = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    let compact = time::macros::format_description!("[year][month][day][hour][minute]");
+    let from_build_date = || {
+        let text = image.property("image_build_date")?;
+        time::PrimitiveDateTime::parse(text, &minute).ok()
+    };
+    let from_generation = || {
+        let text = image.property(keys::GENERATION)?.split('-').next()?;
+        time::PrimitiveDateTime::parse(text, &compact).ok()
+    };
+    from_build_date()
+        .or_else(from_generation)
+        .map(time::PrimitiveDateTime::assume_utc)
+        .or_else(|| {
+            let text = image.created_at.as_deref()?;
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+        })
+}
+
 /// The name a kept (hidden) generation of family `name` carries.
 pub fn kept_name(name: &str, image: &Image) -> String {
     format!("{name}-{}", generation_of(image))

@@ -262,6 +262,10 @@ pub struct Published {
     pub replaced: Option<String>,
     /// Attempts made.
     pub attempts: u32,
+    /// When the image that stays current was built, when it is not this run's build (nothing
+    /// was sent): its age is the one monitoring needs.
+    #[serde(skip)]
+    pub built_at: Option<time::OffsetDateTime>,
 }
 
 /// What to publish, apart from the bytes.
@@ -439,10 +443,12 @@ where
             held_by: None,
             replaced: None,
             attempts: 0,
+            built_at: super::built_at(cur),
         });
     }
     if let Some(held) = find_held(glance, family, spec.store_path).await? {
         return Ok(Published {
+            built_at: current.as_ref().and_then(super::built_at),
             image_id: current.map(|c| c.id).unwrap_or_default(),
             image_name: family.name.to_string(),
             skipped: true,
@@ -491,6 +497,7 @@ where
         held_by: None,
         replaced,
         attempts: made,
+        built_at: None,
     })
 }
 

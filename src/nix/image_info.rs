@@ -107,10 +107,15 @@ fn from_image_info_json(out: &Path, info_path: PathBuf, bytes: &[u8]) -> Result<
         out: out.to_owned(),
         source,
     })?;
-    let file = if raw.file.is_absolute() {
-        raw.file
-    } else {
-        out_real.join(raw.file)
+    // An absolute `file` names the output's logical store path (`$out/nixos.qcow2`), which
+    // for a chroot store lies under the store's root on this machine, where `out` is.
+    let logical = out_real
+        .file_name()
+        .map(|name| Path::new(super::store_path::STORE_DIR).join(name));
+    let file = match logical.as_deref().map(|l| raw.file.strip_prefix(l)) {
+        Some(Ok(rest)) => out_real.join(rest),
+        _ if raw.file.is_absolute() => raw.file,
+        _ => out_real.join(raw.file),
     };
     let escapes = file
         .components()

@@ -33,6 +33,7 @@ mod gc;
 mod hash;
 mod image_info;
 mod json;
+mod settings;
 mod store_path;
 
 pub use flake::{flake_ref, MissingFlake};
@@ -41,8 +42,10 @@ pub use hash::NarHash;
 pub(crate) use hash::{encode_base64, encode_nix_base32};
 pub use image_info::{read_image_info, BootMode, ImageInfo, ImageInfoSource, IMAGE_INFO_PATH};
 pub use json::{BuildOutput, PathInfo};
+pub use settings::{check_store, real_root, Auto, For, MaxJobs, Settings};
 pub use store_path::StorePath;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -212,6 +215,7 @@ fn display_paths(paths: &[PathBuf]) -> String {
 pub struct Nix {
     program: OsString,
     env: Vec<(OsString, OsString)>,
+    settings: Settings,
 }
 
 impl Default for Nix {
@@ -220,6 +224,7 @@ impl Default for Nix {
         Nix {
             program: OsString::from("nix"),
             env: Vec::new(),
+            settings: Settings::default(),
         }
     }
 }
@@ -242,12 +247,168 @@ impl Nix {
         self
     }
 
-    fn command(&self, args: Vec<OsString>) -> command::NixCommand<'_> {
+    /// Passes `settings` (builders, store, …) to every command, each the flags it takes.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The settings every command gets.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn command(&self, kind: For, args: Vec<OsString>) -> command::NixCommand<'_> {
+        let mut all = args;
+        // After the subcommand, before the installables: where `nix` reads its own flags.
+        all.splice(1..1, self.settings.args(kind));
         command::NixCommand {
             program: &self.program,
-            args,
+            args: all,
             env: &self.env,
         }
+    }
+
+    /// Nix's version as (major, minor), from `nix --version`.
+    pub async fn version(&self) -> Result<(u32, u32)> {
+        let cmd = command::NixCommand {
+            program: &self.program,
+            args: vec!["--version".into()],
+            env: &self.env,
+        };
+        let stdout = cmd.run(QUERY_TIMEOUT).await?;
+        let text = String::from_utf8_lossy(&stdout);
+        parse_version(&text).ok_or_else(|| Error::Unexpected {
+            argv: cmd.argv(),
+            problem: format!("printed no version number: {:?}", text.trim()),
+        })
+    }
+
+    /// Builds every derivation in `drvs` with ONE `nix build --json --keep-going`, the
+    /// out-links starting at `out_link` (`out_link`, `out_link-1`, …). Each result is matched to
+    /// its derivation by `drvPath` and to its out-link by the link's target, never by position:
+    /// Nix does not keep the order of the installables.
+    ///
+    /// Newer Nix reads a bare `.drv` path as the file itself, so from 2.13 on the outputs are
+    /// asked for with `^*`; older Nix (Debian's 2.8) builds the outputs of a bare `.drv` path
+    /// and knows no `^`.
+    pub async fn build_derivations(
+        &self,
+        drvs: &[StorePath],
+        out_link: &Path,
+        timeout: Duration,
+    ) -> Result<BTreeMap<StorePath, Realised>> {
+        let caret = self.version().await? >= (2, 13);
+        let mut args: Vec<OsString> = vec![
+            "build".into(),
+            "--json".into(),
+            // One failed image must not stop the others' builds.
+            "--keep-going".into(),
+            "--print-build-logs".into(),
+            "--out-link".into(),
+            out_link.into(),
+        ];
+        let unique: BTreeSet<&StorePath> = drvs.iter().collect();
+        for drv in &unique {
+            args.push(if caret {
+                format!("{drv}^*").into()
+            } else {
+                drv.as_path().into()
+            });
+        }
+        let cmd = self.command(For::Build, args);
+        let stdout = cmd.run(timeout).await?;
+        let entries = cmd.parse_json(&stdout)?;
+        let unexpected = |problem: String| Error::Unexpected {
+            argv: cmd.argv(),
+            problem,
+        };
+        let by_drv = json::build_outputs_by_drv(entries).map_err(unexpected)?;
+        let links = out_links(out_link, unique.len());
+        let mut result = BTreeMap::new();
+        for drv in unique {
+            let output = by_drv
+                .get(drv)
+                .cloned()
+                .ok_or_else(|| unexpected(format!("has no entry for {drv}")))?;
+            let link = links
+                .iter()
+                .find(|(_, target)| target.as_path() == output.out.as_path())
+                .map(|(link, _)| link.clone())
+                .ok_or_else(|| unexpected(format!("left no out-link to {}", output.out)))?;
+            result.insert(drv.clone(), Realised { output, link });
+        }
+        Ok(result)
+    }
+
+    /// The derivation and output path of several attributes of one attribute set, in ONE
+    /// evaluation (see [`Nix::eval_out_paths`]).
+    pub async fn eval_derivations(
+        &self,
+        flake: &str,
+        parent: &str,
+        leaves: &[&str],
+    ) -> Result<BTreeMap<String, Derivation>> {
+        let wanted = serde_json::Value::from(leaves.to_vec()).to_string();
+        let apply = format!(
+            "set: builtins.listToAttrs (map (leaf: {{ name = leaf; value = {{ drv = set.${{leaf}}.drvPath; out = set.${{leaf}}.outPath; }}; }}) (builtins.fromJSON {}))",
+            nix_string(&wanted)
+        );
+        let cmd = self.command(
+            For::Eval,
+            vec![
+                "eval".into(),
+                "--json".into(),
+                format!("{flake}#{parent}").into(),
+                "--apply".into(),
+                apply.into(),
+            ],
+        );
+        let stdout = cmd.run(EVAL_TIMEOUT).await?;
+        #[derive(serde::Deserialize)]
+        struct Pair {
+            drv: String,
+            out: String,
+        }
+        let pairs: BTreeMap<String, Pair> = cmd.parse_json(&stdout)?;
+        pairs
+            .into_iter()
+            .map(|(k, p)| {
+                Ok((
+                    k,
+                    Derivation {
+                        drv: StorePath::new(p.drv)?,
+                        out: StorePath::new(p.out)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The derivation and output path of one installable, without building it.
+    pub async fn eval_derivation(&self, installable: &str) -> Result<Derivation> {
+        let cmd = self.command(
+            For::Eval,
+            vec![
+                "eval".into(),
+                "--json".into(),
+                installable.into(),
+                "--apply".into(),
+                "d: { drv = d.drvPath; out = d.outPath; }".into(),
+            ],
+        );
+        let stdout = cmd.run(EVAL_TIMEOUT).await?;
+        let pair: BTreeMap<String, String> = cmd.parse_json(&stdout)?;
+        let get = |key: &str| {
+            pair.get(key).cloned().ok_or_else(|| Error::Unexpected {
+                argv: cmd.argv(),
+                problem: format!("has no `{key}`"),
+            })
+        };
+        Ok(Derivation {
+            drv: StorePath::new(get("drv")?)?,
+            out: StorePath::new(get("out")?)?,
+        })
     }
 
     /// Builds one installable (`<flake>#<attribute>`) with `nix build --json --out-link
@@ -258,15 +419,18 @@ impl Nix {
         out_link: &Path,
         timeout: Duration,
     ) -> Result<BuildOutput> {
-        let cmd = self.command(vec![
-            "build".into(),
-            "--json".into(),
-            // Builder output goes to stderr as it happens, so `-v` shows a build in progress.
-            "--print-build-logs".into(),
-            "--out-link".into(),
-            out_link.into(),
-            installable.into(),
-        ]);
+        let cmd = self.command(
+            For::Build,
+            vec![
+                "build".into(),
+                "--json".into(),
+                // Builder output goes to stderr as it happens, so `-v` shows a build in progress.
+                "--print-build-logs".into(),
+                "--out-link".into(),
+                out_link.into(),
+                installable.into(),
+            ],
+        );
         let stdout = cmd.run(timeout).await?;
         let entries = cmd.parse_json(&stdout)?;
         json::single_build_output(entries).map_err(|problem| Error::Unexpected {
@@ -277,11 +441,10 @@ impl Nix {
 
     /// Reads the registered `narHash` and `narSize` of a store path.
     pub async fn path_info(&self, path: &StorePath) -> Result<PathInfo> {
-        let cmd = self.command(vec![
-            "path-info".into(),
-            "--json".into(),
-            path.as_path().into(),
-        ]);
+        let cmd = self.command(
+            For::Query,
+            vec!["path-info".into(), "--json".into(), path.as_path().into()],
+        );
         let stdout = cmd.run(QUERY_TIMEOUT).await?;
         let parsed = cmd.parse_json(&stdout)?;
         json::path_info_of(parsed, path).map_err(|problem| Error::Unexpected {
@@ -292,11 +455,14 @@ impl Nix {
 
     /// The output path an installable would build to, without building it.
     pub async fn eval_out_path(&self, installable: &str) -> Result<StorePath> {
-        let cmd = self.command(vec![
-            "eval".into(),
-            "--json".into(),
-            format!("{installable}.outPath").into(),
-        ]);
+        let cmd = self.command(
+            For::Eval,
+            vec![
+                "eval".into(),
+                "--json".into(),
+                format!("{installable}.outPath").into(),
+            ],
+        );
         let stdout = cmd.run(EVAL_TIMEOUT).await?;
         let path: String = cmd.parse_json(&stdout)?;
         StorePath::new(path)
@@ -324,13 +490,16 @@ impl Nix {
              (builtins.fromJSON {}))",
             nix_string(&wanted)
         );
-        let cmd = self.command(vec![
-            "eval".into(),
-            "--json".into(),
-            format!("{flake}#{parent}").into(),
-            "--apply".into(),
-            apply.into(),
-        ]);
+        let cmd = self.command(
+            For::Eval,
+            vec![
+                "eval".into(),
+                "--json".into(),
+                format!("{flake}#{parent}").into(),
+                "--apply".into(),
+                apply.into(),
+            ],
+        );
         let stdout = cmd.run(EVAL_TIMEOUT).await?;
         let paths: std::collections::BTreeMap<String, String> = cmd.parse_json(&stdout)?;
         paths
@@ -338,6 +507,71 @@ impl Nix {
             .map(|(k, v)| StorePath::new(v).map(|p| (k, p)))
             .collect()
     }
+}
+
+/// What evaluating an image attribute gives, before anything is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derivation {
+    /// The derivation (`drvPath`).
+    pub drv: StorePath,
+    /// Its output (`outPath`).
+    pub out: StorePath,
+}
+
+/// One built derivation of [`Nix::build_derivations`] and the out-link that roots it.
+#[derive(Debug, Clone)]
+pub struct Realised {
+    /// What Nix reported.
+    pub output: BuildOutput,
+    /// The GC root.
+    pub link: PathBuf,
+}
+
+/// The out-links `nix build --out-link base` makes for `count` results (`base`, `base-1`, …),
+/// each with its target; links that are missing are left out.
+fn out_links(base: &Path, count: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..count)
+        .map(|i| {
+            if i == 0 {
+                base.to_path_buf()
+            } else {
+                let mut name = base.as_os_str().to_owned();
+                name.push(format!("-{i}"));
+                PathBuf::from(name)
+            }
+        })
+        .filter_map(|link| std::fs::read_link(&link).ok().map(|t| (link, t)))
+        .collect()
+}
+
+/// The derivations a failed build names as failed (`builder for '….drv' failed`, `… of
+/// derivation '….drv' failed`), from its stderr tail.
+pub fn failed_derivations(err: &Error) -> BTreeSet<String> {
+    let Error::Failed { stderr_tail, .. } = err else {
+        return BTreeSet::new();
+    };
+    stderr_tail
+        .iter()
+        .filter(|line| line.contains("failed"))
+        .flat_map(|line| line.split('\''))
+        .filter(|word| word.starts_with("/nix/store/") && word.ends_with(".drv"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// (major, minor) from `nix (Nix) 2.8.0`.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let word = text.split_whitespace().last()?;
+    let mut parts = word.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some((major, minor))
 }
 
 /// `text` as a Nix double-quoted string literal: `\\`, `"` and `$` escaped, so nothing in it
@@ -388,6 +622,30 @@ pub async fn eval_out_path(installable: &str) -> Result<StorePath> {
 #[cfg(test)]
 mod string_tests {
     use super::nix_string;
+
+    #[test]
+    fn versions_and_failed_derivations_are_read_from_nix_output() {
+        assert_eq!(super::parse_version("nix (Nix) 2.8.0\n"), Some((2, 8)));
+        assert_eq!(super::parse_version("nix (Nix) 2.24.10pre"), Some((2, 24)));
+        assert_eq!(super::parse_version("garbage"), None);
+        let err = super::Error::Failed {
+            argv: "nix build".into(),
+            status: std::os::unix::process::ExitStatusExt::from_raw(256),
+            stderr_tail: vec![
+                "error: builder for '/nix/store/aaa-lucy-image.drv' failed with exit code 1".into(),
+                "error: 1 dependencies of derivation '/nix/store/bbb-quinn-image.drv' failed to build".into(),
+                "copying path '/nix/store/ccc-x.drv' to 'ssh://b'...".into(),
+            ],
+        };
+        let failed = super::failed_derivations(&err);
+        assert_eq!(
+            failed.into_iter().collect::<Vec<_>>(),
+            [
+                "/nix/store/aaa-lucy-image.drv",
+                "/nix/store/bbb-quinn-image.drv"
+            ]
+        );
+    }
 
     #[test]
     fn nix_strings_escape_quotes_backslashes_and_interpolation() {

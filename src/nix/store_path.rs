@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 
-const STORE_DIR: &str = "/nix/store/";
+pub(super) const STORE_DIR: &str = "/nix/store/";
 const HASH_LEN: usize = 32;
 
 /// A top-level store path such as `/nix/store/gj30…-hephaestus-lucy-image`: the store prefix,

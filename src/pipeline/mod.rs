@@ -2,6 +2,7 @@
 //! directory, the runner and the run report.
 
 pub mod diagnostic;
+pub mod metrics;
 pub mod project;
 pub mod report;
 pub mod run_dir;
@@ -38,6 +39,8 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// The profiles, in order, after `--profile`.
     pub profiles: Vec<Profile>,
+    /// The pipeline's own Nix settings (`builders`, `store`, `eval_store`, `max_jobs`).
+    pub nix: crate::nix::Settings,
 }
 
 /// The cloud sessions a plan needs.
@@ -77,6 +80,18 @@ impl Plan {
                 _ => None,
             })
             .unwrap_or(crate::lifecycle::DEFAULT_KEEP)
+    }
+
+    /// The Nix settings of the run: the build stage's over the pipeline's.
+    pub fn nix_settings(&self) -> crate::nix::Settings {
+        let stage = self.stages.iter().find_map(|s| match s {
+            Stage::Build(o) => Some(o.nix_settings()),
+            _ => None,
+        });
+        match stage {
+            Some(stage) => self.nix.under(&stage),
+            None => self.nix.clone(),
+        }
     }
 
     /// Which clouds the stages talk to.

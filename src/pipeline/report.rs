@@ -89,6 +89,10 @@ pub struct ImageReport {
     pub image_name: Option<String>,
     /// Bytes of image data sent to the cloud (0 when skipped).
     pub bytes_sent: u64,
+    /// When the image current in the cloud after the run was built (RFC 3339, UTC): the run's
+    /// start for an image it published, the current image's build date when nothing was
+    /// published; `null` when unknown or when the pipeline publishes nothing.
+    pub image_built_at: Option<String>,
     /// Seconds from starting QEMU to the boot marker (`boot-check`).
     pub boot_seconds: Option<f64>,
     /// Which boot check ran: `config-drive` (the image read its metadata) or `none`.

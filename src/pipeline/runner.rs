@@ -8,7 +8,7 @@ use crate::error::error_chain;
 use crate::glance::Glance;
 use crate::nix::GcRoots;
 use crate::progress::Reporter;
-use crate::stage::{self, skip_unchanged::OutPaths, Artifact, Context, Outcome};
+use crate::stage::{self, batch::Batch, Artifact, Context, Outcome, Stage};
 use futures::stream::{self, StreamExt};
 use std::time::Instant;
 
@@ -42,7 +42,12 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
     let started = time::OffsetDateTime::now_utc();
     let run_dir = opts.run_dir.for_run(&plan.pipeline, started);
     let gc_roots = GcRoots::new(run_dir.join("gc-roots"));
-    let out_paths = OutPaths::default();
+    let has_skip = plan
+        .stages
+        .iter()
+        .any(|s| matches!(s, Stage::SkipUnchanged));
+    let batch = Batch::new(&plan.profiles, has_skip);
+    let nix = crate::nix::Nix::default().with_settings(plan.nix_settings());
     let ctx = Context {
         pipeline: &plan.pipeline,
         flake: plan.flake.as_deref(),
@@ -59,7 +64,8 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
         glance: clouds.target.as_ref(),
         source: clouds.source.as_ref(),
         reporter: &opts.reporter,
-        out_paths: &out_paths,
+        batch: &batch,
+        nix: &nix,
         boot_cache: opts.boot_cache.as_deref(),
     };
     let mut images: Vec<(usize, ImageReport)> = stream::iter(plan.profiles.iter().enumerate())
@@ -212,6 +218,17 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
                     .and_then(|c| c.current.clone())
             }),
         bytes_sent: artifact.bytes_sent,
+        image_built_at: match &artifact.published {
+            Some(p) if p.skipped => p.built_at,
+            Some(p) => p
+                .built_at
+                .or(artifact.build.as_ref().map(|_| ctx.started_at)),
+            None => artifact
+                .cloud_state
+                .as_ref()
+                .and_then(|c| c.current_built_at),
+        }
+        .map(rfc3339),
         boot_seconds: match &artifact.booted {
             Some(stage::boot_check::Booted::Proven(b)) => Some(b.seconds),
             _ => None,

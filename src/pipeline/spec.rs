@@ -173,6 +173,23 @@ pub struct PipelineSpec {
     /// SCS image-metadata defaults of this pipeline's images; profiles may override them.
     #[serde(default)]
     pub image_metadata: Option<ImageMetadataSpec>,
+    /// Nix's `--builders` for the images: the machines Nix sends builds to, e.g.
+    /// `ssh-ng://builder x86_64-linux /etc/nix/builder-key 8`, several separated by `;`, or
+    /// `@/etc/nix/machines` (a machines file, such as Hydra's). The build stage may override it.
+    #[serde(default)]
+    pub builders: Option<String>,
+    /// Nix's `--store`: the store that builds and holds the images. It must be on this machine
+    /// (`daemon`, `local`, or a chroot store such as `/srv/hephaestus-store`), because the
+    /// images are verified, booted and uploaded from here.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Nix's `--eval-store`: where evaluation writes derivations.
+    #[serde(default)]
+    pub eval_store: Option<String>,
+    /// Nix's `--max-jobs`: builds at once on this machine, `auto`, or 0 to build only on the
+    /// `builders`.
+    #[serde(default)]
+    pub max_jobs: Option<crate::nix::MaxJobs>,
 }
 
 /// Which profiles a pipeline runs.

@@ -166,7 +166,33 @@ fn check_pipeline(
         None => crate::scs::Metadata::default(),
     };
 
+    let nix = crate::nix::Settings {
+        builders: spec.builders.clone(),
+        store: spec.store.clone(),
+        eval_store: spec.eval_store.clone(),
+        max_jobs: spec.max_jobs,
+    };
+    let stage_nix = stages.iter().find_map(|s| match s {
+        Stage::Build(o) => Some(o.nix_settings()),
+        _ => None,
+    });
+    for store in [&nix.store, &nix.eval_store]
+        .into_iter()
+        .chain(stage_nix.iter().flat_map(|s| [&s.store, &s.eval_store]))
+        .flatten()
+    {
+        if let Err(problem) = crate::nix::check_store(store) {
+            out.push(Diagnostic::whole_file(
+                file,
+                problem,
+                "to build on other machines, list them in `builders` (the images come back \
+                 here); `store` and `eval_store` name a store on this machine",
+            ));
+        }
+    }
+
     Some(Plan {
+        nix,
         pipeline: spec.name.value,
         description: spec.description,
         file: file.to_path_buf(),

@@ -1,14 +1,19 @@
 //! `build`: `nix build` of the profile's image, kept alive by a GC root in the run directory,
 //! then the image file and Nix's registered NAR hash of the output.
+//!
+//! Every profile's image comes from the run's one `nix build` ([`super::batch`]). The stage's
+//! Nix settings (`builders`, `store`, `eval_store`, `max_jobs`) go to Nix unchanged, over the
+//! pipeline's own.
 
-use super::{slot, Artifact, Context, Evaluated, Kind, Outcome, Slot};
+use super::{slot, Artifact, Context, Kind, Outcome, Slot};
 use crate::firmware::Boot;
 use crate::lifecycle::publish::{
     already_holds, find_current, find_held, held_note, Family, Published,
 };
-use crate::nix::{self, GcRoots, ImageInfo, NarHash, StorePath};
+use crate::nix::{self, ImageInfo, MaxJobs, NarHash, StorePath};
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default `build` timeout: a cold NixOS image build on a small builder takes tens of minutes.
@@ -19,25 +24,53 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "BuildOptions")]
 pub struct Options {
-    /// Seconds before `nix build` is stopped (default 3600).
+    /// Seconds before `nix build` (of every image at once) is stopped (default 3600).
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Nix's `--builders`, over the pipeline's `builders`: e.g. `ssh-ng://builder x86_64-linux
+    /// /etc/nix/builder-key 8`, several separated by `;`, or `@/etc/nix/machines`.
+    #[serde(default)]
+    pub builders: Option<String>,
+    /// Nix's `--store`, over the pipeline's `store`: a store on this machine (`daemon`,
+    /// `local`, or a chroot store such as `/srv/hephaestus-store`).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Nix's `--eval-store`, over the pipeline's `eval_store`.
+    #[serde(default)]
+    pub eval_store: Option<String>,
+    /// Nix's `--max-jobs`, over the pipeline's `max_jobs`: local builds at once, `auto`, or 0
+    /// to build only on the builders.
+    #[serde(default)]
+    pub max_jobs: Option<MaxJobs>,
+}
+
+impl Options {
+    /// The Nix settings this stage sets itself.
+    pub fn nix_settings(&self) -> nix::Settings {
+        nix::Settings {
+            builders: self.builders.clone(),
+            store: self.store.clone(),
+            eval_store: self.eval_store.clone(),
+            max_jobs: self.max_jobs,
+        }
+    }
 }
 
 /// Why a build did not produce a usable image.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The cloud could not be asked whether it already holds the build.
     #[error("cannot ask the cloud whether it already holds the build")]
-    Cloud(#[source] crate::lifecycle::publish::Error),
+    Cloud(#[source] Arc<crate::lifecycle::publish::Error>),
     /// Nix failed, or its output could not be understood.
     #[error("building {installable} failed")]
     Nix {
         /// What was built.
         installable: String,
-        /// The cause (argv, status and stderr tail for a failed command).
+        /// The cause (argv, status and stderr tail for a failed command); shared when one
+        /// `nix build` failed for several images.
         #[source]
-        source: nix::Error,
+        source: Arc<nix::Error>,
     },
     /// The output describes an image for other firmware than the profile's.
     #[error(
@@ -59,7 +92,14 @@ pub enum Error {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
+    },
+    /// The run's one build did not include this image; the runner never lets this happen, so
+    /// meeting it is a bug in the pipeline tool, reported rather than panicking.
+    #[error("{installable} was not part of the run's build")]
+    NotInBatch {
+        /// What was to be built.
+        installable: String,
     },
 }
 
@@ -68,6 +108,9 @@ pub enum Error {
 pub struct Built {
     /// The output's store path.
     pub store_path: StorePath,
+    /// Where the output is on this machine's filesystem: the store path itself, or under the
+    /// root of a chroot `store`.
+    pub output_dir: PathBuf,
     /// The out-link (GC root) in the run directory.
     pub gc_root: PathBuf,
     /// Where the image is inside the output, and what the output says about it.
@@ -78,46 +121,6 @@ pub struct Built {
     pub nar_size: u64,
     /// `{UTC yyyymmddHHMM}-{hash prefix}`, named after the run's start.
     pub generation: String,
-}
-
-/// Build `ev`'s image, rooted in `gc_roots` under the profile's name.
-pub async fn build(
-    ev: &Evaluated,
-    gc_roots: &GcRoots,
-    timeout: Duration,
-    started_at: time::OffsetDateTime,
-) -> Result<Built, Error> {
-    let fail = |source| Error::Nix {
-        installable: ev.installable.clone(),
-        source,
-    };
-    let gc_root = gc_roots.link(&ev.profile).map_err(|source| Error::RunDir {
-        path: gc_roots.dir().to_path_buf(),
-        source,
-    })?;
-    let out = nix::build(&ev.installable, &gc_root, timeout)
-        .await
-        .map_err(fail)?;
-    let image = nix::read_image_info(&gc_root).map_err(fail)?;
-    if let Some(declared) = image.boot_mode.map(Boot::from) {
-        if declared != ev.boot {
-            return Err(Error::DeclaredFirmware {
-                profile: ev.profile.clone(),
-                declared,
-                expected: ev.boot,
-            });
-        }
-    }
-    let info = nix::path_info(&out.out).await.map_err(fail)?;
-    let generation = crate::lifecycle::generation(started_at, &out.out);
-    Ok(Built {
-        store_path: out.out,
-        gc_root,
-        image,
-        nar_hash: info.nar_hash,
-        nar_size: info.nar_size,
-        generation,
-    })
 }
 
 /// The stage: fills `build`.
@@ -131,7 +134,7 @@ pub async fn run(
         .timeout
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
-    let built = build(ev, ctx.gc_roots, timeout, ctx.started_at).await?;
+    let built = ctx.batch.built(ctx, ev, timeout).await?;
     let note = format!("{} ({})", built.image.file.display(), built.generation);
     let store_path = built.store_path.clone();
     let profile = ev.profile.clone();
@@ -144,7 +147,9 @@ pub async fn run(
             profile: &profile,
             name: &name,
         };
-        let current = find_current(glance, &family).await.map_err(Error::Cloud)?;
+        let current = find_current(glance, &family)
+            .await
+            .map_err(|e| Error::Cloud(Arc::new(e)))?;
         if let Some(cur) = current.filter(|c| already_holds(c, store_path.as_str())) {
             let stop = format!(
                 "{name} ({}) in {} already is {store_path}; nothing to verify, boot or send",
@@ -152,6 +157,7 @@ pub async fn run(
                 glance.cloud()
             );
             artifact.published = Some(Published {
+                built_at: crate::lifecycle::built_at(&cur),
                 image_id: cur.id,
                 image_name: name,
                 skipped: true,
@@ -163,7 +169,7 @@ pub async fn run(
         }
         if let Some(held) = find_held(glance, &family, store_path.as_str())
             .await
-            .map_err(Error::Cloud)?
+            .map_err(|e| Error::Cloud(Arc::new(e)))?
         {
             return Ok(Outcome::Held(held_note(
                 &family,

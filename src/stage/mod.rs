@@ -6,6 +6,7 @@
 //! needs/provides table is what validation checks at load time, so a stage never meets an
 //! empty slot at run time. A new stage is a new file here plus one arm in each `match` below.
 
+pub mod batch;
 pub mod boot_check;
 pub mod build;
 pub mod evaluate;
@@ -304,8 +305,11 @@ pub struct Context<'a> {
     pub source: Option<&'a Glance>,
     /// Shows the progress of transfers.
     pub reporter: &'a Reporter,
-    /// `skip-unchanged`'s evaluation of every profile's output path, done once per run.
-    pub out_paths: &'a skip_unchanged::OutPaths,
+    /// What the run does once for every profile: the evaluation, the skip-unchanged
+    /// decisions, the `nix build`.
+    pub batch: &'a batch::Batch,
+    /// How `nix` is run: the pipeline's and the build stage's Nix settings.
+    pub nix: &'a crate::nix::Nix,
     /// Where `boot-check` remembers and finds proofs (`None`: boot every image).
     pub boot_cache: Option<&'a Path>,
 }
@@ -440,7 +444,21 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
         Stage::SkipUnchanged => format!(
             "would evaluate {installable}.outPath and skip the rest if the cloud already has it"
         ),
-        Stage::Build(_) => format!("would run: nix build --json {installable}"),
+        Stage::Build(_) => {
+            let flags: Vec<String> = ctx
+                .nix
+                .settings()
+                .args(crate::nix::For::Build)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", flags.join(" "))
+            };
+            format!("would build {installable} in the run's one `nix build --json{flags}`")
+        }
         Stage::BootCheck(o) => format!(
             "would boot the image under {} firmware with QEMU: metadata: {}, it {}",
             artifact.profile.boot,

@@ -1,18 +1,18 @@
 //! `skip-unchanged`: ends a profile's chain before anything is built when the cloud's current
 //! image already is what the flake would build, compared by output path.
 //!
-//! Every profile's output path comes from ONE `nix eval` per attribute set (`images.*`), done
-//! by the first profile that gets here and shared through [`OutPaths`]: evaluating the NixOS
-//! systems dominates the cost, and they share most of nixpkgs.
+//! Every profile's output path comes from the run's ONE evaluation ([`super::batch`]), and
+//! each profile's decision is made once and shared: the batched build asks for the decisions
+//! of every profile to know which images to build, so that an unchanged image is never built.
 
 use super::{slot, Artifact, Context, Kind, Outcome, Slot};
+use crate::glance::Glance;
 use crate::lifecycle::publish::{find_current, find_held, held_note, Family};
 use crate::nix::{self, StorePath};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Why the comparison could not be made.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The output path of the profile's image could not be evaluated.
     #[error("cannot evaluate the output path of {installable} without building it")]
@@ -31,7 +31,7 @@ pub enum Error {
     },
     /// The cloud's current image could not be looked up.
     #[error("cannot compare with the cloud")]
-    Cloud(#[from] crate::lifecycle::publish::Error),
+    Cloud(#[source] Arc<crate::lifecycle::publish::Error>),
 }
 
 /// What the cloud's current image is built from, against what the flake would build now.
@@ -41,127 +41,110 @@ pub struct CloudState {
     pub out_path: StorePath,
     /// The cloud's current image, if any.
     pub current: Option<String>,
+    /// When the current image was built (its generation), if there is one.
+    pub current_built_at: Option<time::OffsetDateTime>,
     /// True when the current image already is that output path.
     pub unchanged: bool,
 }
 
-type Evaluation = BTreeMap<String, Result<StorePath, Arc<nix::Error>>>;
-
-/// The output paths of every profile of the run, evaluated once on first use.
-#[derive(Debug, Default)]
-pub struct OutPaths(tokio::sync::OnceCell<Evaluation>);
-
-impl OutPaths {
-    async fn get(&self, ctx: &Context<'_>, flake: &str) -> &Evaluation {
-        self.0.get_or_init(|| evaluate_all(ctx, flake)).await
-    }
+/// One profile's decision, shared between its chain and the batched build.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// What the cloud has.
+    pub state: CloudState,
+    /// What the chain does next.
+    pub next: Next,
+    /// What the stage reports.
+    pub note: String,
 }
 
-/// Every profile's output path: profiles are grouped by the attribute set holding their image
-/// (`images` for `images.lucy`) and each group is one evaluation.
-async fn evaluate_all(ctx: &Context<'_>, flake: &str) -> Evaluation {
-    let mut groups: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
-    for p in ctx.profiles {
-        let (parent, leaf) = p
-            .attribute
-            .rsplit_once('.')
-            .unwrap_or(("", p.attribute.as_str()));
-        groups
-            .entry(parent)
-            .or_default()
-            .push((p.name.as_str(), leaf));
-    }
-    let mut result = BTreeMap::new();
-    for (parent, members) in groups {
-        if parent.is_empty() {
-            for (profile, leaf) in members {
-                let got = nix::eval_out_path(&format!("{flake}#{leaf}"))
-                    .await
-                    .map_err(Arc::new);
-                result.insert(profile.to_string(), got);
-            }
-            continue;
-        }
-        let leaves: Vec<&str> = members.iter().map(|(_, leaf)| *leaf).collect();
-        match nix::eval_out_paths(flake, parent, &leaves).await {
-            Ok(paths) => {
-                for (profile, leaf) in members {
-                    if let Some(path) = paths.get(leaf) {
-                        result.insert(profile.to_string(), Ok(path.clone()));
-                    }
-                }
-            }
-            Err(e) => {
-                let e = Arc::new(e);
-                for (profile, _) in members {
-                    result.insert(profile.to_string(), Err(Arc::clone(&e)));
-                }
-            }
-        }
-    }
-    result
+/// Whether a profile goes on to be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The flake gives something the cloud does not have: build it.
+    Build,
+    /// The cloud already has it: stop, `unchanged`.
+    Unchanged,
+    /// A rollback took this build out of service: stop, `held`.
+    Held,
 }
 
-/// The stage: fills `cloud_state`, and stops the chain when nothing changed.
-pub async fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super::Error> {
-    let glance = ctx
-        .glance
-        .ok_or(super::Error::NoCloud(Kind::SkipUnchanged))?;
-    let ev = slot(&artifact.evaluated, Kind::SkipUnchanged, Slot::Evaluated)?;
-    let out = match ctx.out_paths.get(ctx, &ev.flake).await.get(&ev.profile) {
-        Some(Ok(path)) => path.clone(),
-        Some(Err(e)) => {
-            return Err(Error::OutPath {
-                installable: ev.installable.clone(),
-                source: Arc::clone(e),
-            }
-            .into())
-        }
-        None => {
-            return Err(Error::NotEvaluated {
-                installable: ev.installable.clone(),
-            }
-            .into())
-        }
-    };
-    let name = ctx.image_name(&ev.profile);
+/// Decides for `profile` (whose image `installable` evaluates to `out`) against the cloud.
+pub async fn decide(
+    glance: &Glance,
+    ctx: &Context<'_>,
+    profile: &str,
+    out: StorePath,
+) -> Result<Decision, Error> {
+    let cloud = |e| Error::Cloud(Arc::new(e));
+    let name = ctx.image_name(profile);
     let family = Family {
-        profile: &ev.profile,
+        profile,
         name: &name,
     };
-    let current = find_current(glance, &family).await.map_err(Error::from)?;
+    let current = find_current(glance, &family).await.map_err(cloud)?;
+    let current_built_at = current.as_ref().and_then(crate::lifecycle::built_at);
     if let Some(held) = find_held(glance, &family, out.as_str())
         .await
-        .map_err(Error::from)?
+        .map_err(cloud)?
     {
         let note = held_note(&family, &held.id, out.as_str(), glance.cloud());
-        artifact.cloud_state = Some(CloudState {
-            out_path: out,
-            current: current.map(|c| c.id),
-            unchanged: false,
+        return Ok(Decision {
+            state: CloudState {
+                out_path: out,
+                current: current.map(|c| c.id),
+                current_built_at,
+                unchanged: false,
+            },
+            next: Next::Held,
+            note,
         });
-        return Ok(Outcome::Held(note));
     }
     let unchanged = current
         .as_ref()
         .is_some_and(|c| c.property(crate::lifecycle::keys::STORE_PATH) == Some(out.as_str()));
-    let outcome = match &current {
-        Some(cur) if unchanged => Outcome::Stop(format!(
-            "{name} ({}) already is {out}; nothing to build or send",
-            cur.id
-        )),
-        Some(cur) => Outcome::Done(Some(format!(
-            "changed: {} is {}, the flake now gives {out}",
-            cur.id,
-            cur.property(crate::lifecycle::keys::STORE_PATH)
-                .unwrap_or("(no store path)"),
-        ))),
-        None => Outcome::Done(Some(format!("no current `{name}` yet; will build {out}"))),
+    let (next, note) = match &current {
+        Some(cur) if unchanged => (
+            Next::Unchanged,
+            format!(
+                "{name} ({}) already is {out}; nothing to build or send",
+                cur.id
+            ),
+        ),
+        Some(cur) => (
+            Next::Build,
+            format!(
+                "changed: {} is {}, the flake now gives {out}",
+                cur.id,
+                cur.property(crate::lifecycle::keys::STORE_PATH)
+                    .unwrap_or("(no store path)"),
+            ),
+        ),
+        None => (
+            Next::Build,
+            format!("no current `{name}` yet; will build {out}"),
+        ),
     };
-    artifact.cloud_state = Some(CloudState {
-        out_path: out,
-        current: current.map(|c| c.id),
-        unchanged,
-    });
-    Ok(outcome)
+    Ok(Decision {
+        state: CloudState {
+            out_path: out,
+            current: current.map(|c| c.id),
+            current_built_at,
+            unchanged,
+        },
+        next,
+        note,
+    })
+}
+
+/// The stage: fills `cloud_state`, and stops the chain when nothing changed.
+pub async fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super::Error> {
+    let ev = slot(&artifact.evaluated, Kind::SkipUnchanged, Slot::Evaluated)?;
+    let decision = ctx.batch.decision(ctx, ev).await?;
+    artifact.cloud_state = Some(decision.state);
+    Ok(match decision.next {
+        Next::Build => Outcome::Done(Some(decision.note)),
+        Next::Unchanged => Outcome::Stop(decision.note),
+        Next::Held => Outcome::Held(decision.note),
+    })
 }

@@ -241,6 +241,7 @@ mod tests {
                 system: None,
                 source: crate::nix::ImageInfoSource::SingleQcow2,
             },
+            output_dir: store_path.as_path().to_path_buf(),
             store_path,
             gc_root: "/tmp/r".into(),
             nar_hash: crate::nix::NarHash::new(

@@ -177,7 +177,7 @@ pub async fn verify_path(file: &Path, boot: Boot) -> Result<Verified, Error> {
 pub async fn run(artifact: &mut Artifact) -> Result<Outcome, super::Error> {
     let built = slot(&artifact.build, Kind::Verify, Slot::Build)?;
     let store = StoreOutput {
-        path: built.store_path.as_path().to_path_buf(),
+        path: built.output_dir.clone(),
         nar_hash: built.nar_hash.clone(),
     };
     let verified = verify(built.image.file.clone(), artifact.profile.boot, Some(store)).await?;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 mod boot;
 mod build;
+mod builders;
 mod catalog;
 mod ci;
 mod cli;
@@ -10,6 +11,7 @@ mod glance;
 mod image;
 mod layers;
 mod lifecycle;
+mod metrics;
 mod nightly;
 mod nix;
 mod prod_flake;

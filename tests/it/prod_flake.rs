@@ -409,3 +409,26 @@ fn the_serial_getty_shows_the_host_name_cloud_init_set_from_the_config_drive() {
         "ttyS0 must be the last console, /dev/console: {params}"
     );
 }
+
+#[test]
+fn the_nightly_module_links_its_metrics_into_node_exporters_textfile_directory() {
+    // nix/checks/nightly.nix evaluates the module with and without node_exporter's textfile
+    // collector, and with an explicit metricsTextfileDirectory.
+    let (argv, output) = run_nix_instantiate(&[
+        "--eval",
+        "--strict",
+        "--json",
+        "-E",
+        "import ./nix/checks/nightly.nix",
+    ]);
+    assert!(
+        output.status.success(),
+        "`{argv}` failed:\n{}",
+        stderr_tail(&output)
+    );
+    let facts: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("nightly.nix prints JSON");
+    for fact in ["metricsWritten", "metricsInTextfileDirectory"] {
+        assert_eq!(facts[fact], true, "{fact}: {facts}");
+    }
+}

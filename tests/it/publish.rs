@@ -1117,6 +1117,7 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
         }
         let mut run = s.command(&fixture_flake(), &["lucy"], clouds);
         run.arg("-vv").env("RUST_LOG", "trace");
+        run.arg("--metrics").arg(s.dir.path().join("metrics.prom"));
         let ran = util::run_std(run.arg("--report").arg(s.dir.path().join("report.json")));
         seen.push_str(&ran.stdout);
         seen.push_str(&ran.stderr);
@@ -1133,6 +1134,8 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
     run.arg("-vv")
         .env("RUST_LOG", "trace")
         .env("HEPHAESTUS_RUN_DIR", &run_dir);
+    run.arg("--metrics")
+        .arg(s.dir.path().join("forbidden.prom"));
     let forbidden = util::run_std(run.arg("--report").arg(s.dir.path().join("forbidden.json")));
     forbidden
         .expect_code(1)
@@ -1145,6 +1148,14 @@ fn no_password_or_token_reaches_any_output_of_any_command_at_any_verbosity() {
     seen.push_str(
         &std::fs::read_to_string(s.dir.path().join("forbidden.json")).unwrap_or_default(),
     );
+    for file in ["metrics.prom", "forbidden.prom"] {
+        let metrics = std::fs::read_to_string(s.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            metrics.contains("hephaestus_image_status{"),
+            "{file} was written: {metrics}"
+        );
+        seen.push_str(&metrics);
+    }
     assert!(
         seen.contains("authenticat"),
         "the wrong password was refused"

@@ -139,7 +139,7 @@ const BAD_CASES: &[(&str, Expect)] = &[
 ];
 
 /// The harness venv (`make install-deps` builds it), which has jsonschema and PyYAML.
-fn harness_python() -> PathBuf {
+pub(crate) fn harness_python() -> PathBuf {
     let venv = match std::env::var_os("CLOUD_VENV").filter(|v| !v.is_empty()) {
         Some(v) => PathBuf::from(v),
         None => {
