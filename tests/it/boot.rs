@@ -98,7 +98,8 @@ fn images() -> &'static HashMap<String, PathBuf> {
     })
 }
 
-fn image(attr: &str) -> PathBuf {
+/// The image file of fixture attribute `attr` (e.g. `images.generic`), built once.
+pub fn image(attr: &str) -> PathBuf {
     images()
         .get(attr)
         .unwrap_or_else(|| panic!("{attr} is not built by images()"))

@@ -73,12 +73,19 @@ impl Builder {
         }
 
         // The build machine's own Nix configuration: its store is a chroot store, which Nix
-        // builds in its sandbox; the fixture builders need the host's tools inside it.
+        // builds in its sandbox; the fixture builders need the host's tools inside it, and
+        // the guest kernel and busybox that `make install-guest` unpacked (fixtures/flake).
         std::fs::create_dir_all(p("nix-conf")).expect("mkdir nix-conf");
-        let sandbox_paths: Vec<&str> = ["/bin", "/usr", "/lib", "/lib64"]
-            .into_iter()
-            .filter(|d| Path::new(d).exists())
-            .collect();
+        let sandbox_paths: Vec<&str> = [
+            "/bin",
+            "/usr",
+            "/lib",
+            "/lib64",
+            "/var/cache/hephaestus/guest",
+        ]
+        .into_iter()
+        .filter(|d| Path::new(d).exists())
+        .collect();
         let group = if offline_config().contains("build-users-group = nixbld") {
             "nixbld"
         } else {

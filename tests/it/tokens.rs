@@ -1,8 +1,9 @@
 //! Runs that outlast a Keystone token. The harness's `local-short` and `local-short-b` issue
 //! tokens that live `CLOUD_SHORT_TOKEN_SECONDS` (30 s); a publish (boot check, then an upload
-//! throttled by the fault proxy) and a promotion between the two (the target's upload
-//! throttled, so the streamed download from the source lasts as long) each go on well past a
-//! token's life. They must succeed: the calls after the long transfer authenticate again.
+//! throttled by the fault proxy so that it alone lasts the token's life plus 20 s, whatever
+//! the image's size) and a promotion between the two (the target's upload throttled the same
+//! way, so the streamed download from the source lasts as long) each go on past a token's
+//! life. They must succeed: the calls after the long transfer authenticate again.
 //!
 //! The two tests take turns, so each can count the tokens Keystone issued during its run in
 //! Keystone's access log.
@@ -16,9 +17,14 @@ use crate::cloud::{self, Cloud, Sandbox};
 use crate::proxy::{Fault, Proxy};
 use crate::util::{self, entry, fixture_flake, number, report, text, PipelineCopy};
 
-/// Bytes per second the throttled uploads get: a fixture image (about 0.75 MiB) then takes
-/// about 48 s, longer than a token lives.
-const RATE: u64 = 16_000;
+/// Seconds a throttled upload lasts beyond a token's life.
+const MARGIN: u64 = 20;
+
+/// The throttle that makes an upload of `size` bytes last a token's `lifetime` plus
+/// [`MARGIN`] seconds (a lower bound by construction: the proxy forwards no faster).
+fn rate_for(size: u64, lifetime: i64) -> u64 {
+    (size / (lifetime as u64 + MARGIN)).max(1)
+}
 
 /// One token test at a time (see the module doc).
 static TURN: Mutex<()> = Mutex::new(());
@@ -58,13 +64,13 @@ fn tokens_issued(cloud_name: &str) -> usize {
         .count()
 }
 
-/// A throttling proxy in front of `cloud`'s Glance, and a clouds.yaml copy in `dir` that
-/// sends `cloud`'s image calls through it.
-fn throttled(cloud_name: &str, dir: &std::path::Path) -> (Proxy, PathBuf) {
+/// A proxy in front of `cloud`'s Glance forwarding `rate` bytes per second, and a
+/// clouds.yaml copy in `dir` that sends `cloud`'s image calls through it.
+fn throttled(cloud_name: &str, dir: &std::path::Path, rate: u64) -> (Proxy, PathBuf) {
     let proxy = Proxy::start(
         Cloud::connect(cloud_name).glance_addr(),
         vec![Fault::Throttle {
-            bytes_per_second: RATE,
+            bytes_per_second: rate,
         }],
     );
     let clouds = cloud::clouds_yaml_copy(dir, |c| {
@@ -85,7 +91,12 @@ fn a_publish_whose_boot_check_and_upload_outlast_the_token_succeeds() {
         must_say: &[],
     };
     let s = Sandbox::new("token-publish", &copy, &["local-short"]);
-    let (proxy, clouds) = throttled("local-short", s.dir.path());
+    let image = crate::boot::image("images.generic");
+    let image_size = std::fs::metadata(&image)
+        .unwrap_or_else(|e| panic!("{}: {e}", image.display()))
+        .len();
+    let rate = rate_for(image_size, lifetime);
+    let (proxy, clouds) = throttled("local-short", s.dir.path(), rate);
     let before = tokens_issued("local-short");
 
     let mut cmd = util::cloud_pipeline(&clouds);
@@ -109,9 +120,10 @@ fn a_publish_whose_boot_check_and_upload_outlast_the_token_succeeds() {
 
     // The throttle alone made the upload outlast a token (a lower bound by construction).
     let size = number(e, "size");
+    assert_eq!(size, image_size, "the fixture image was published");
     assert!(
-        proxy.stats().upload_body_bytes >= size && size / RATE > lifetime as u64,
-        "the upload ({size} bytes at {RATE} B/s) must outlast a {lifetime} s token: {}",
+        proxy.stats().upload_body_bytes >= size && size / rate > lifetime as u64,
+        "the upload ({size} bytes at {rate} B/s) must outlast a {lifetime} s token: {}",
         proxy.stats()
     );
     assert!(
@@ -148,11 +160,13 @@ fn a_promotion_that_outlasts_the_token_on_both_clouds_succeeds() {
         .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
     let published = util::run_std(&mut publish);
     published.expect_code(0);
-    let source_id = text(entry(&report(&published), "generic"), "image_id").to_owned();
+    let published = report(&published);
+    let source_id = text(entry(&published, "generic"), "image_id").to_owned();
+    let rate = rate_for(number(entry(&published, "generic"), "size"), lifetime);
 
     // The target's upload is throttled; the download from the source is streamed into it,
     // so both connections last as long.
-    let (proxy, clouds) = throttled("local-short-b", s.dir.path());
+    let (proxy, clouds) = throttled("local-short-b", s.dir.path(), rate);
     let before = (tokens_issued("local-short"), tokens_issued("local-short-b"));
     let mut promote = util::cloud_pipeline(&clouds);
     promote
@@ -167,8 +181,8 @@ fn a_promotion_that_outlasts_the_token_on_both_clouds_succeeds() {
     assert_eq!(text(e, "status"), "published", "{ran}");
     let size = number(e, "bytes_sent");
     assert!(
-        proxy.stats().upload_body_bytes >= size && size / RATE > lifetime as u64,
-        "the copy ({size} bytes at {RATE} B/s) must outlast a {lifetime} s token: {}",
+        proxy.stats().upload_body_bytes >= size && size / rate > lifetime as u64,
+        "the copy ({size} bytes at {rate} B/s) must outlast a {lifetime} s token: {}",
         proxy.stats()
     );
 
