@@ -113,6 +113,10 @@ const BAD_CASES: &[(&str, Expect)] = &[
     ),
     ("unknown-visibility/pipelines/publish-all.yaml", Structural),
     (
+        "marker-with-config-drive/pipelines/publish-all.yaml",
+        Semantic("a marker depends on the metadata check"),
+    ),
+    (
         "members-without-shared/pipelines/publish-all.yaml",
         Semantic("members depend on the visibility"),
     ),
