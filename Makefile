@@ -54,7 +54,9 @@ test: install-deps lint build check-flake
 demo: install-deps build
 	@$(MAKE) --no-print-directory cloud-purge CLOUD_DIR='$(DEMO_CLOUD_DIR)' CLOUD_NAMES='$(DEMO_CLOUDS)'
 	@$(MAKE) --no-print-directory cloud-up CLOUD_DIR='$(DEMO_CLOUD_DIR)' CLOUD_NAMES='$(DEMO_CLOUDS)'
-	@export OS_CLIENT_CONFIG_FILE='$(DEMO_CLOUD_DIR)/clouds.yaml' HEPHAESTUS_RUN_DIR='$(CURDIR)/.run/demo'; \
+	@rm -rf '$(CURDIR)/.run/demo-cache'
+	@export OS_CLIENT_CONFIG_FILE='$(DEMO_CLOUD_DIR)/clouds.yaml' HEPHAESTUS_RUN_DIR='$(CURDIR)/.run/demo' \
+	  HEPHAESTUS_CACHE_DIR='$(CURDIR)/.run/demo-cache'; \
 	trap '$(MAKE) --no-print-directory cloud-down CLOUD_DIR="$(DEMO_CLOUD_DIR)" CLOUD_NAMES="$(DEMO_CLOUDS)"' EXIT; \
 	PIPELINE='$(PIPELINE)' DEMO_DIR='$(CURDIR)/.run/demo' scripts/demo.sh
 
