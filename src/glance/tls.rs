@@ -3,10 +3,10 @@
 //! failed handshake means in words a release engineer can act on.
 //!
 //! osauth builds its own client from `cacert` alone, so the session is opened with this
-//! client instead (see `auth::connect_to`). The client trusts, in this order of
-//! precedence for nothing (all are accepted): the entry's `cacert` bundle, the system
-//! trust store (rustls-native-certs: `/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`
-//! when set), and the webpki roots built into reqwest.
+//! client instead (see `auth::connect_to`). The client trusts three sets of CAs at once:
+//! the entry's `cacert` bundle, the system trust store (rustls-native-certs:
+//! `/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), and the web PKI roots
+//! built into reqwest.
 
 use std::path::{Path, PathBuf};
 
