@@ -87,51 +87,66 @@ pub fn remember(dir: &Path, proof: &Proof) -> std::io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
-/// The first line of `QEMU --version`, once per process and binary.
-pub async fn qemu_version(qemu: &Path) -> String {
-    static SEEN: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
-    if let Some((_, v)) = SEEN
+/// Facts about host files (QEMU's version, a firmware's digest) that do not change while the
+/// process runs: computed once per file, whatever the number of profiles booted.
+static FACTS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+async fn once<F, Fut>(key: String, compute: F) -> String
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let known = FACTS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .find(|(p, _)| p == qemu)
-    {
-        return v.clone();
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone());
+    if let Some(v) = known {
+        return v;
     }
-    let version = match tokio::process::Command::new(qemu)
-        .arg("--version")
-        .output()
-        .await
-    {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        // Unknown: no proof can match it, so nothing stale is ever reused.
-        _ => String::new(),
-    };
-    SEEN.lock()
+    let value = compute().await;
+    FACTS
+        .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push((qemu.to_path_buf(), version.clone()));
-    version
+        .push((key, value.clone()));
+    value
+}
+
+/// The first line of `QEMU --version`.
+pub async fn qemu_version(qemu: &Path) -> String {
+    once(format!("qemu {}", qemu.display()), || async {
+        match tokio::process::Command::new(qemu)
+            .arg("--version")
+            .output()
+            .await
+        {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            // Unknown: no proof can match it, so nothing stale is ever reused.
+            _ => String::new(),
+        }
+    })
+    .await
 }
 
 /// `NAME sha256:HEX` of a firmware's code file, or `NAME built-in`.
 pub async fn firmware_id(name: &str, code: Option<&Path>) -> String {
-    match code {
-        Some(path) => {
-            let file = path.to_path_buf();
-            match tokio::task::spawn_blocking(move || crate::image::digest::sha256_file(&file))
-                .await
-            {
-                Ok(Ok(hex)) => format!("{name} sha256:{hex}"),
-                _ => format!("{name} unreadable:{}", path.display()),
-            }
+    let Some(path) = code else {
+        return format!("{name} built-in");
+    };
+    once(format!("firmware {name} {}", path.display()), || async {
+        let file = path.to_path_buf();
+        match tokio::task::spawn_blocking(move || crate::image::digest::sha256_file(&file)).await {
+            Ok(Ok(hex)) => format!("{name} sha256:{hex}"),
+            _ => format!("{name} unreadable:{}", path.display()),
         }
-        None => format!("{name} built-in"),
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

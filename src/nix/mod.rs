@@ -342,7 +342,13 @@ impl Nix {
     }
 
     /// The derivation and output path of several attributes of one attribute set, in ONE
-    /// evaluation (see [`Nix::eval_out_paths`]).
+    /// evaluation: `nix eval --json <flake>#<parent> --apply <fixed function of the leaf
+    /// names>`. Evaluating a NixOS system dominates the cost, and the systems share most of
+    /// nixpkgs, so one evaluation for all profiles is much cheaper than one per profile.
+    ///
+    /// The leaf names are data, never code: they travel as a JSON list inside an escaped Nix
+    /// string that the expression reads with `builtins.fromJSON`, so a `"` or `${…}` in a name
+    /// is a (missing) attribute name, not Nix to evaluate.
     pub async fn eval_derivations(
         &self,
         flake: &str,
@@ -469,46 +475,6 @@ impl Nix {
     }
 }
 
-impl Nix {
-    /// The output paths of several attributes of one attribute set, in ONE evaluation:
-    /// `nix eval --json <flake>#<parent> --apply <fixed function of the leaf names>`.
-    /// Evaluating a NixOS system dominates the cost, and the systems share most of nixpkgs, so
-    /// one evaluation for all profiles is much cheaper than one per profile.
-    ///
-    /// The leaf names are data, never code: they travel as a JSON list inside an escaped Nix
-    /// string that the expression reads with `builtins.fromJSON`, so a `"` or `${…}` in a name
-    /// is a (missing) attribute name, not Nix to evaluate.
-    pub async fn eval_out_paths(
-        &self,
-        flake: &str,
-        parent: &str,
-        leaves: &[&str],
-    ) -> Result<std::collections::BTreeMap<String, StorePath>> {
-        let wanted = serde_json::Value::from(leaves.to_vec()).to_string();
-        let apply = format!(
-            "set: builtins.listToAttrs (map (leaf: {{ name = leaf; value = set.${{leaf}}.outPath; }}) \
-             (builtins.fromJSON {}))",
-            nix_string(&wanted)
-        );
-        let cmd = self.command(
-            For::Eval,
-            vec![
-                "eval".into(),
-                "--json".into(),
-                format!("{flake}#{parent}").into(),
-                "--apply".into(),
-                apply.into(),
-            ],
-        );
-        let stdout = cmd.run(EVAL_TIMEOUT).await?;
-        let paths: std::collections::BTreeMap<String, String> = cmd.parse_json(&stdout)?;
-        paths
-            .into_iter()
-            .map(|(k, v)| StorePath::new(v).map(|p| (k, p)))
-            .collect()
-    }
-}
-
 /// What evaluating an image attribute gives, before anything is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derivation {
@@ -593,15 +559,6 @@ pub fn nix_string(text: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// [`Nix::eval_out_paths`] with `nix` from `PATH`.
-pub async fn eval_out_paths(
-    flake: &str,
-    parent: &str,
-    leaves: &[&str],
-) -> Result<std::collections::BTreeMap<String, StorePath>> {
-    Nix::default().eval_out_paths(flake, parent, leaves).await
 }
 
 /// [`Nix::build`] with `nix` from `PATH`.

@@ -106,7 +106,12 @@ pub async fn run(
         None => None,
     };
     if let (Some(dir), Some(key)) = (cache, &key) {
-        if let Some(proof) = boot::cache::lookup(dir, key) {
+        let (dir, wanted) = (dir.to_path_buf(), key.clone());
+        let found = tokio::task::spawn_blocking(move || boot::cache::lookup(&dir, &wanted))
+            .await
+            .ok()
+            .flatten();
+        if let Some(proof) = found {
             let note = format!(
                 "cached: {} booted under {boot} ({}) at {}, matching {:?}; not booted again",
                 key.store_path, proof.accel, proof.proven_at, proof.matched_line
@@ -134,11 +139,14 @@ pub async fn run(
             accel: report.accel_used.to_string(),
             matched_line: report.matched_line.clone(),
         };
-        if let Err(e) = boot::cache::remember(dir, &proof) {
-            tracing::warn!(
+        let at = dir.to_path_buf();
+        match tokio::task::spawn_blocking(move || boot::cache::remember(&at, &proof)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
                 "{profile}: cannot remember the boot proof in {}: {e}",
                 dir.display()
-            );
+            ),
+            Err(e) => tracing::warn!("{profile}: the boot-proof writer stopped: {e}"),
         }
     }
     let note = format!(

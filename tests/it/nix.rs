@@ -270,7 +270,7 @@ async fn attribute_names_reach_nix_as_data_never_as_code() {
         r#"${builtins.abort "injected"}"#,
     ] {
         let err = nix()
-            .eval_out_paths(&fixture_flake(), "images", &["lucy", hostile])
+            .eval_derivations(&fixture_flake(), "images", &["lucy", hostile])
             .await
             .expect_err("no such attribute");
         let msg = err.to_string();
@@ -278,7 +278,7 @@ async fn attribute_names_reach_nix_as_data_never_as_code() {
         assert!(msg.contains("' missing"), "a missing attribute: {msg}");
     }
     let paths = nix()
-        .eval_out_paths(&fixture_flake(), "images", &["lucy", "sunraku"])
+        .eval_derivations(&fixture_flake(), "images", &["lucy", "sunraku"])
         .await
         .expect("the plain names evaluate");
     assert_eq!(

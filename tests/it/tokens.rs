@@ -79,6 +79,27 @@ fn throttled(cloud_name: &str, dir: &std::path::Path, rate: u64) -> (Proxy, Path
     (proxy, clouds)
 }
 
+/// `pipeline run` of the sandbox's publish-all copy for `generic` into `local-short`, with
+/// `clouds`; it must succeed.
+fn publish_generic(s: &Sandbox, clouds: &std::path::Path) -> util::Ran {
+    let mut cmd = util::cloud_pipeline(clouds);
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .args([
+            "--cloud",
+            "local-short",
+            "--profile",
+            "generic",
+            "--json",
+            "--flake",
+        ])
+        .arg(fixture_flake())
+        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(0);
+    ran
+}
+
 #[test]
 fn a_publish_whose_boot_check_and_upload_outlast_the_token_succeeds() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
@@ -99,21 +120,7 @@ fn a_publish_whose_boot_check_and_upload_outlast_the_token_succeeds() {
     let (proxy, clouds) = throttled("local-short", s.dir.path(), rate);
     let before = tokens_issued("local-short");
 
-    let mut cmd = util::cloud_pipeline(&clouds);
-    cmd.arg("run")
-        .arg(&s.pipeline)
-        .args([
-            "--cloud",
-            "local-short",
-            "--profile",
-            "generic",
-            "--json",
-            "--flake",
-        ])
-        .arg(fixture_flake())
-        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
-    let ran = util::run_std(&mut cmd);
-    ran.expect_code(0);
+    let ran = publish_generic(&s, &clouds);
     let report = report(&ran);
     let e = entry(&report, "generic");
     assert_eq!(text(e, "status"), "published", "{ran}");
@@ -144,22 +151,7 @@ fn a_promotion_that_outlasts_the_token_on_both_clouds_succeeds() {
         must_say: &[],
     };
     let s = Sandbox::new("token-promote", &copy, &["local-short", "local-short-b"]);
-    let mut publish = util::cloud_pipeline(&cloud::clouds_yaml());
-    publish
-        .arg("run")
-        .arg(&s.pipeline)
-        .args([
-            "--cloud",
-            "local-short",
-            "--profile",
-            "generic",
-            "--json",
-            "--flake",
-        ])
-        .arg(fixture_flake())
-        .env("HEPHAESTUS_RUN_DIR", s.dir.path().join("run"));
-    let published = util::run_std(&mut publish);
-    published.expect_code(0);
+    let published = publish_generic(&s, &cloud::clouds_yaml());
     let published = report(&published);
     let source_id = text(entry(&published, "generic"), "image_id").to_owned();
     let rate = rate_for(number(entry(&published, "generic"), "size"), lifetime);
