@@ -548,9 +548,10 @@ pub struct TargetArgs {
     /// Only these profiles (repeatable); they must be in the pipeline.
     #[arg(long = "profile", value_name = PROFILE_VALUE)]
     pub profiles: Vec<String>,
-    /// clouds.yaml entry to publish into, instead of the pipeline's `cloud:`.
+    /// clouds.yaml entry to publish into, instead of the pipeline's `cloud:` / `clouds:`;
+    /// repeat it to publish into several clouds at once, from one read of each image.
     #[arg(long, value_name = "CLOUD")]
-    pub cloud: Option<String>,
+    pub cloud: Vec<String>,
     /// Flake directory or reference, instead of the pipeline's `flake:`.
     #[arg(long, value_name = "DIR|REF")]
     pub flake: Option<String>,

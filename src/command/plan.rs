@@ -25,7 +25,7 @@ pub fn load(root: &Path, args: &TargetArgs) -> anyhow::Result<(Project, Plan)> {
         other => other.clone(),
     };
     let overrides = Overrides {
-        cloud: args.cloud.clone(),
+        clouds: args.cloud.clone(),
         flake,
         profiles: args.profiles.clone(),
     };
@@ -69,7 +69,8 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         return super::print_json(&json!({
             "pipeline": plan.pipeline,
             "file": plan.file,
-            "cloud": plan.cloud,
+            "cloud": plan.cloud(),
+            "clouds": plan.clouds,
             "concurrency": plan.concurrency,
             "stages": stage_names,
             "boot_check_skipped": skipped_boot,
@@ -93,7 +94,11 @@ pub fn run(root: &Path, args: &PlanArgs) -> anyhow::Result<Exit> {
         plan.pipeline,
         plan.file.display(),
         plan.profiles.len(),
-        plan.cloud.as_deref().unwrap_or("(none)"),
+        if plan.clouds.is_empty() {
+            "(none)".to_string()
+        } else {
+            plan.clouds.join(" + ")
+        },
         plan.concurrency
     );
     say!("stages: {}", stage_names.join(" → "));

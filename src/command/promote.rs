@@ -31,7 +31,7 @@ pub fn run(root: &Path, args: &PromoteArgs) -> anyhow::Result<Exit> {
         pipeline: "promote".into(),
         description: format!("promote from {} to {}", args.from, args.to),
         file: "(command line)".into(),
-        cloud: Some(args.to.clone()),
+        clouds: vec![args.to.clone()],
         flake: None,
         concurrency: 1,
         stages: vec![Stage::Promote(promote::Options {

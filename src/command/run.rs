@@ -89,11 +89,17 @@ pub fn execute(
     if !options.dry_run {
         let needed = plan.clouds_needed();
         if needed.target {
-            clouds.target = Some(
-                runtime
-                    .block_on(connect(plan.cloud.as_deref()))
-                    .context(NOTHING_DONE)?,
-            );
+            // No cloud named: the one the environment names (OS_CLOUD / OS_*).
+            let names: Vec<Option<&str>> = if plan.clouds.is_empty() {
+                vec![None]
+            } else {
+                plan.clouds.iter().map(|c| Some(c.as_str())).collect()
+            };
+            for name in names {
+                clouds
+                    .targets
+                    .push(runtime.block_on(connect(name)).context(NOTHING_DONE)?);
+            }
         }
         if let Some(from) = &needed.source {
             clouds.source = Some(
@@ -106,10 +112,17 @@ pub fn execute(
     // Two runs publishing into one cloud from one machine would race for the same "current"
     // images: the second waits for the first. (Across machines, making an image current
     // re-reads the current image first and aborts if it changed.)
-    let _lock = match (&clouds.target, options.dry_run) {
-        (Some(target), false) => Some(options.run_dir.lock_cloud(target.cloud(), lock_timeout)?),
-        _ => None,
-    };
+    // Locks are taken in name order, so two runs into overlapping sets of clouds never each
+    // hold one lock while waiting for the other's.
+    let mut lock_names: Vec<&str> = clouds.targets.iter().map(|g| g.cloud()).collect();
+    lock_names.sort_unstable();
+    lock_names.dedup();
+    let mut _locks = Vec::new();
+    if !options.dry_run {
+        for name in lock_names {
+            _locks.push(options.run_dir.lock_cloud(name, lock_timeout)?);
+        }
+    }
     let report = runtime.block_on(runner::run(plan, project, &clouds, options));
     say!("{}", report.render_text());
     if let Some(path) = report_file {

@@ -75,6 +75,16 @@ impl Serialize for ComputedNar {
     }
 }
 
+/// A store output an image must match: where it is on this machine and the `narHash` Nix
+/// registered for it.
+#[derive(Debug, Clone)]
+pub struct StoreOutput {
+    /// The output (a store path, or a copy of one).
+    pub path: PathBuf,
+    /// The hash Nix registered for it.
+    pub nar_hash: crate::nix::NarHash,
+}
+
 /// Hashing a store path or comparing its hash failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

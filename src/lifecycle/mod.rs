@@ -90,6 +90,8 @@ pub mod keys {
     pub const SDK_MD5: &str = "owner_specified.openstack.md5";
     /// openstacksdk's conventional object name.
     pub const SDK_OBJECT: &str = "owner_specified.openstack.object";
+    /// What every openstacksdk property key starts with: recorded after the bytes are checked.
+    pub const SDK_PREFIX: &str = "owner_specified.openstack.";
 }
 
 /// Prefix of the pipeline's own property keys; a profile may set none of them.

@@ -6,7 +6,10 @@
 //!    hashes), nothing is sent.
 //! 2. Delete candidates that earlier runs left behind (a crashed run cannot clean up itself).
 //! 3. Create a hidden candidate (tag `candidate`, named `{name}-{generation}`), send the bytes,
-//!    wait for `active`, and compare Glance's size and hashes with the expected ones.
+//!    wait for `active`, and compare Glance's size and hashes with the expected ones: known
+//!    in advance (a promotion), or computed on the bytes as they were sent (an upload, which
+//!    also proves the store output's NAR hash in that read). Only then are the
+//!    `owner_specified.openstack.*` hashes recorded on the candidate.
 //! 4. Re-read the current image (someone else may have published meanwhile), then make the
 //!    candidate current and demote the old one (`{name}-{generation}`, hidden, `previous`).
 //!
@@ -285,8 +288,13 @@ pub struct Publish<'a> {
     /// Projects a `shared` image is shared with, before it becomes current (so a consumer
     /// never sees a current image it cannot use).
     pub members: Vec<String>,
-    /// What the bytes must be.
-    pub expected: Fingerprint,
+    /// What the bytes must be, when known before they are sent (a promotion). An upload
+    /// learns it while sending: its `send` returns the digests of what it sent.
+    pub expected: Option<Fingerprint>,
+    /// Properties recorded once Glance's hashes agree with ours, before the candidate
+    /// becomes current (the `owner_specified.openstack.*` hashes; an upload adds those of
+    /// the digests its `send` returns).
+    pub late_properties: BTreeMap<String, String>,
     /// Attempts on transient failures (at least 1).
     pub attempts: u32,
     /// How long to wait for `active` after the bytes are sent.
@@ -374,6 +382,15 @@ pub fn already_holds(image: &Image, store_path: &str) -> bool {
         && has(keys::SDK_MD5)
 }
 
+/// openstacksdk's conventional hash properties of bytes with digests `d`: recorded on a
+/// candidate only after Glance's hashes agreed with them.
+pub fn digest_properties(d: &Digests) -> [(&'static str, String); 2] {
+    [
+        (keys::SDK_SHA256, d.sha256.clone()),
+        (keys::SDK_MD5, d.md5.clone()),
+    ]
+}
+
 /// Candidates of the family that earlier runs left behind: hidden, tagged `candidate`, of this
 /// profile and name, untouched for longer than any upload takes.
 async fn sweep_stale_candidates(glance: &Glance, family: &Family<'_>) -> Result<(), Error> {
@@ -420,7 +437,8 @@ async fn sweep_stale_candidates(glance: &Glance, family: &Family<'_>) -> Result<
     Ok(())
 }
 
-/// Publish `spec`: `send(candidate_id)` sends the bytes into the candidate.
+/// Publish `spec`: `send(candidate_id)` sends the bytes into the candidate and returns their
+/// digests when it computed them on the way.
 pub async fn publish<F, Fut>(
     glance: &Glance,
     spec: &Publish<'_>,
@@ -428,14 +446,15 @@ pub async fn publish<F, Fut>(
 ) -> Result<Published, Error>
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
+    Fut: Future<Output = Result<Option<Digests>, Error>>,
 {
     let family = &spec.family;
     let current = find_current(glance, family).await?;
-    if let Some(cur) = current
-        .as_ref()
-        .filter(|c| is_same_build(c, spec.store_path, &spec.expected))
-    {
+    let same = |c: &&Image| match &spec.expected {
+        Some(expected) => is_same_build(c, spec.store_path, expected),
+        None => already_holds(c, spec.store_path),
+    };
+    if let Some(cur) = current.as_ref().filter(same) {
         return Ok(Published {
             image_id: cur.id.clone(),
             image_name: family.name.to_string(),
@@ -506,7 +525,7 @@ where
 async fn attempt<F, Fut>(glance: &Glance, spec: &Publish<'_>, send: &F) -> Result<String, Error>
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
+    Fut: Future<Output = Result<Option<Digests>, Error>>,
 {
     let family = &spec.family;
     let mut new = spec.image.clone();
@@ -525,7 +544,7 @@ where
     let id = created.id;
     tracing::debug!("{}: candidate {id} created", family.profile);
     let checked = async {
-        send(id.clone()).await?;
+        let sent = send(id.clone()).await?;
         let policy = WaitPolicy {
             delay: Duration::from_millis(300),
             timeout: spec.active_timeout,
@@ -533,7 +552,32 @@ where
         let image = glance::wait_for_status(glance, &id, ImageStatus::Active, &policy)
             .await
             .map_err(glance_err(format!("wait for {id} to become active")))?;
-        spec.expected.check(&image)?;
+        if let Some(expected) = &spec.expected {
+            expected.check(&image)?;
+        }
+        let mut late = spec.late_properties.clone();
+        if let Some(digests) = &sent {
+            Fingerprint::of_digests(digests).check(&image)?;
+            for (key, value) in digest_properties(digests) {
+                late.insert(key.to_string(), value);
+            }
+        }
+        if spec.expected.is_none() && sent.is_none() {
+            return Err(Error::Data {
+                what: format!("check the bytes of {id}"),
+                source: "neither expected digests nor digests of the sent bytes are known".into(),
+            });
+        }
+        if !late.is_empty() {
+            let ops: Vec<PatchOp> = late
+                .iter()
+                .map(|(k, v)| PatchOp::set(k, v.as_str()))
+                .collect();
+            glance
+                .update_image(&id, &ops)
+                .await
+                .map_err(glance_err(format!("record the hashes of {id}")))?;
+        }
         for member in &spec.members {
             glance
                 .add_member(&id, member)

@@ -78,7 +78,13 @@ fn previous_value(previous: &str, name: &str, labels: &str) -> Option<f64> {
 
 /// The metrics of `report`; `previous` is the file it replaces (empty when none).
 pub fn render(report: &Report, previous: &str) -> String {
-    let cloud = report.cloud.as_deref().unwrap_or("");
+    // A run into several clouds is one run: its series carry every cloud, in order.
+    let clouds = report.clouds.join(",");
+    let cloud = if clouds.is_empty() {
+        report.cloud.as_deref().unwrap_or("")
+    } else {
+        clouds.as_str()
+    };
     let started = parse(&report.started_at);
     let finished = parse(&report.finished_at);
     let mut out = String::new();
@@ -289,6 +295,7 @@ mod tests {
                 seconds: 1.5,
                 note: None,
             }],
+            clouds: Vec::new(),
             held: None,
             error: None,
         }
@@ -298,6 +305,7 @@ mod tests {
         Report {
             pipeline: "nightly".into(),
             cloud: Some("sta\"ging".into()),
+            clouds: vec!["sta\"ging".into()],
             ok: true,
             dry_run: false,
             started_at: "2026-12-02T00:00:00Z".into(),

@@ -29,8 +29,9 @@ pub struct Plan {
     pub description: String,
     /// The file it came from (as shown in messages).
     pub file: PathBuf,
-    /// clouds.yaml entry, after `--cloud`.
-    pub cloud: Option<String>,
+    /// clouds.yaml entries published into, after `--cloud`; empty means the one the
+    /// environment names (`OS_CLOUD` / `OS_*`).
+    pub clouds: Vec<String>,
     /// Flake directory or reference, after `--flake`; `None` means the root's `nix/`.
     pub flake: Option<String>,
     /// Profiles run at once.
@@ -46,13 +47,18 @@ pub struct Plan {
 /// The cloud sessions a plan needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CloudsNeeded {
-    /// The pipeline's own cloud (`skip-unchanged`, `upload`, target of `promote`).
+    /// The pipeline's own clouds (`skip-unchanged`, `upload`, target of `promote`).
     pub target: bool,
     /// The cloud `promote` copies from.
     pub source: Option<String>,
 }
 
 impl Plan {
+    /// The first cloud (the only one of a single-cloud pipeline).
+    pub fn cloud(&self) -> Option<&str> {
+        self.clouds.first().map(String::as_str)
+    }
+
     /// The stable-name template of the images (`name:` of `upload` or `promote`).
     pub fn name_template(&self) -> &str {
         self.stages

@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 pub struct Report {
     /// Pipeline name.
     pub pipeline: String,
-    /// clouds.yaml entry, when the pipeline publishes.
+    /// clouds.yaml entry, when the pipeline publishes (the first, when it publishes into
+    /// several).
     pub cloud: Option<String>,
+    /// Every clouds.yaml entry the pipeline publishes into, in order.
+    pub clouds: Vec<String>,
     /// True when no image failed.
     pub ok: bool,
     /// True for `--dry-run`: nothing was built, checked or published.
@@ -118,10 +121,34 @@ pub struct ImageReport {
     pub tags: Vec<String>,
     /// Per-stage outcome, in order.
     pub stages: Vec<StageReport>,
+    /// What each target cloud holds of this build, in the run's cloud order (empty when the
+    /// chain stopped before any cloud was asked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clouds: Vec<CloudReport>,
     /// Why the image is held, and the command that lifts the hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
     /// The error chain of the failure, if any.
+    pub error: Option<String>,
+}
+
+/// One target cloud's part of an image's publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudReport {
+    /// clouds.yaml entry.
+    pub cloud: String,
+    /// `published`, `skipped` (already current there), `held` or `failed`.
+    pub status: ImageOutcome,
+    /// The image current there after the run.
+    pub image_id: Option<String>,
+    /// Bytes of image data sent to it (0 when skipped).
+    pub bytes_sent: u64,
+    /// A candidate there could not be deleted.
+    pub cleanup_failed: bool,
+    /// Why the build is held there, and the command that lifts the hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// Why it failed there.
     pub error: Option<String>,
 }
 
@@ -166,6 +193,20 @@ impl Report {
                     out.push_str(&format!("  {note}"));
                 }
                 out.push('\n');
+            }
+            if image.clouds.len() > 1 {
+                for c in &image.clouds {
+                    out.push_str(&format!(
+                        "    cloud {:<12} {:<9}",
+                        c.cloud,
+                        format!("{:?}", c.status).to_lowercase()
+                    ));
+                    if let Some(id) = &c.image_id {
+                        out.push_str(&format!(" id={id}"));
+                    }
+                    out.push_str(&format!(" {} bytes sent", c.bytes_sent));
+                    out.push('\n');
+                }
             }
             if let Some(h) = &image.held {
                 out.push_str(&format!("    {h}\n"));

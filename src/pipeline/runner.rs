@@ -1,7 +1,9 @@
 //! The runner: one chain of stages per profile, profiles concurrent up to `concurrency`, one
 //! failure never stopping the other profiles.
 
-use super::report::{rfc3339, ImageOutcome, ImageReport, Report, StageReport, StageStatus};
+use super::report::{
+    rfc3339, CloudReport, ImageOutcome, ImageReport, Report, StageReport, StageStatus,
+};
 use super::run_dir::RunDir;
 use super::{Plan, Project};
 use crate::error::error_chain;
@@ -31,8 +33,9 @@ pub struct RunOptions {
 /// The authenticated cloud sessions a run uses.
 #[derive(Debug, Default)]
 pub struct Clouds {
-    /// The pipeline's cloud (`upload`, target of `promote`).
-    pub target: Option<Glance>,
+    /// The pipeline's clouds, in its order (`upload` publishes into each; `promote` and
+    /// `skip-unchanged` take one).
+    pub targets: Vec<Glance>,
     /// The cloud `promote` copies from.
     pub source: Option<Glance>,
 }
@@ -60,8 +63,9 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
         started_at: started,
         gc_roots: &gc_roots,
         run_dir: &run_dir,
-        cloud: plan.cloud.as_deref(),
-        glance: clouds.target.as_ref(),
+        clouds: &plan.clouds,
+        targets: &clouds.targets,
+        upload_hashes: plan.stages.iter().any(|s| matches!(s, Stage::Upload(_))),
         source: clouds.source.as_ref(),
         reporter: &opts.reporter,
         batch: &batch,
@@ -102,7 +106,8 @@ pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOpti
     let images: Vec<ImageReport> = images.into_iter().map(|(_, r)| r).collect();
     Report {
         pipeline: plan.pipeline.clone(),
-        cloud: plan.cloud.clone(),
+        cloud: plan.cloud().map(str::to_string),
+        clouds: plan.clouds.clone(),
         ok: images.iter().all(|i| i.status != ImageOutcome::Failed),
         dry_run: opts.dry_run,
         started_at: rfc3339(started),
@@ -175,6 +180,7 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
             note,
         });
     }
+    let clouds: Vec<CloudReport> = artifact.clouds.iter().map(cloud_report).collect();
     let status = if error.is_some() {
         ImageOutcome::Failed
     } else if ctx.dry_run {
@@ -184,13 +190,14 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
     } else if stopped.is_some() && artifact.published.is_none() {
         ImageOutcome::Unchanged
     } else {
+        let sent_somewhere = clouds.iter().any(|c| c.status == ImageOutcome::Published);
         match &artifact.published {
-            Some(p) if p.skipped => ImageOutcome::Skipped,
+            Some(p) if p.skipped && !sent_somewhere => ImageOutcome::Skipped,
             Some(_) => ImageOutcome::Published,
             None => ImageOutcome::Verified,
         }
     };
-    let digests = artifact.verified.as_ref().map(|v| &v.digests);
+    let digests = artifact.digests.as_ref();
     let (mut properties, tags) = match &artifact.properties {
         Some(t) => (t.properties.clone(), t.tags.clone()),
         None => Default::default(),
@@ -255,6 +262,48 @@ async fn run_chain(plan: &Plan, mut artifact: Artifact, ctx: &Context<'_>) -> Im
         properties,
         tags,
         stages,
+        clouds,
+        held,
+        error,
+    }
+}
+
+fn cloud_report(c: &stage::CloudResult) -> CloudReport {
+    let (status, image_id, cleanup_failed, held, error) = match &c.outcome {
+        stage::CloudOutcome::Published(p) if p.skipped => (
+            ImageOutcome::Skipped,
+            Some(p.image_id.clone()),
+            false,
+            None,
+            None,
+        ),
+        stage::CloudOutcome::Published(p) => (
+            ImageOutcome::Published,
+            Some(p.image_id.clone()),
+            false,
+            None,
+            None,
+        ),
+        stage::CloudOutcome::Held(note) => {
+            (ImageOutcome::Held, None, false, Some(note.clone()), None)
+        }
+        stage::CloudOutcome::Failed {
+            error,
+            cleanup_failed,
+        } => (
+            ImageOutcome::Failed,
+            None,
+            *cleanup_failed,
+            None,
+            Some(error.clone()),
+        ),
+    };
+    CloudReport {
+        cloud: c.cloud.clone(),
+        status,
+        image_id,
+        bytes_sent: c.bytes_sent,
+        cleanup_failed,
         held,
         error,
     }

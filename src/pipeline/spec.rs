@@ -156,6 +156,11 @@ pub struct PipelineSpec {
     /// clouds.yaml entry to publish into; `--cloud` overrides it.
     #[serde(default)]
     pub cloud: Option<String>,
+    /// Several clouds.yaml entries to publish into at once, instead of `cloud`: each built
+    /// image is read once and sent to all of them; `--cloud` (repeatable) overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>", length(min = 1))]
+    pub clouds: Option<Spanned<Vec<String>>>,
     /// `all`, or a list of profile names.
     #[schemars(with = "ProfileSelection")]
     pub profiles: Spanned<ProfileSelection>,

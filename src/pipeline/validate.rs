@@ -21,8 +21,8 @@ pub const DEFAULT_CONCURRENCY: usize = 2;
 /// Values from the command line that override a pipeline file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    /// `--cloud`
-    pub cloud: Option<String>,
+    /// `--cloud`, repeatable: publish into these clouds instead of the pipeline's.
+    pub clouds: Vec<String>,
     /// `--flake`
     pub flake: Option<String>,
     /// `--profile`, repeatable: run only these.
@@ -136,6 +136,7 @@ fn check_pipeline(
 
     // Stages: known, not empty, not twice, each after what it needs.
     let stages = check_stages(file, &spec.stages, out);
+    let clouds = check_clouds(file, &spec, overrides, &stages, out);
 
     let concurrency = match &spec.concurrency {
         Some(c) if c.value == 0 => {
@@ -196,7 +197,7 @@ fn check_pipeline(
         pipeline: spec.name.value,
         description: spec.description,
         file: file.to_path_buf(),
-        cloud: overrides.cloud.clone().or(spec.cloud),
+        clouds,
         flake: overrides.flake.clone().or(spec.flake),
         concurrency,
         stages,
@@ -210,6 +211,83 @@ fn check_pipeline(
             })
             .collect(),
     })
+}
+
+/// The clouds the run publishes into: `--cloud` (repeatable), else `clouds:`, else `cloud:`.
+fn check_clouds(
+    file: &Path,
+    spec: &PipelineSpec,
+    overrides: &Overrides,
+    stages: &[Stage],
+    out: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    if let (Some(_), Some(list)) = (&spec.cloud, &spec.clouds) {
+        out.push(Diagnostic::at(
+            file,
+            location_of(list),
+            "both `cloud` and `clouds` are set",
+            "keep one: `cloud: NAME` for one cloud, `clouds: [A, B]` for several",
+        ));
+    }
+    if let Some(list) = spec.clouds.as_ref().filter(|l| l.value.is_empty()) {
+        out.push(Diagnostic::at(
+            file,
+            location_of(list),
+            "the cloud list is empty",
+            "name at least one clouds.yaml entry, or remove `clouds`",
+        ));
+    }
+    let (clouds, from_command_line) = if !overrides.clouds.is_empty() {
+        (overrides.clouds.clone(), true)
+    } else if let Some(list) = &spec.clouds {
+        (list.value.clone(), false)
+    } else {
+        (spec.cloud.iter().cloned().collect(), false)
+    };
+    let mut seen = BTreeSet::new();
+    for cloud in &clouds {
+        if !seen.insert(cloud) {
+            let message = format!("cloud `{cloud}` is named twice");
+            let hint = "name each cloud once: the image is sent to every cloud from one read";
+            match (&spec.clouds, from_command_line) {
+                (Some(list), false) => {
+                    out.push(Diagnostic::at(file, location_of(list), message, hint))
+                }
+                _ => out.push(Diagnostic::whole_file(
+                    file,
+                    format!("--cloud: {message}"),
+                    hint,
+                )),
+            }
+        }
+    }
+    if clouds.len() > 1 {
+        for stage in stages {
+            let why = match stage {
+                Stage::Promote(_) => "copies one cloud's image into one other cloud",
+                Stage::SkipUnchanged => {
+                    "decides against one cloud before the build (with several clouds the build \
+                     stage's own check skips every cloud that already holds the store path)"
+                }
+                _ => continue,
+            };
+            out.push(Diagnostic::whole_file(
+                file,
+                format!(
+                    "stage `{}` {why}, but the run targets {} clouds ({})",
+                    stage.name(),
+                    clouds.len(),
+                    clouds.join(", ")
+                ),
+                format!(
+                    "run it once per cloud, or remove `{}` from a pipeline that publishes into \
+                     several clouds",
+                    stage.name()
+                ),
+            ));
+        }
+    }
+    clouds
 }
 
 fn known_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -585,14 +663,70 @@ mod tests {
         ]);
         let (project, _) = Project::load(dir.path()).expect("load");
         let o = Overrides {
-            cloud: Some("production".into()),
+            clouds: vec!["production".into()],
             flake: Some("path:/elsewhere".into()),
             profiles: vec![],
         };
         let plan =
             load_pipeline(&project, &dir.path().join("pipelines/p.yaml"), &o).expect("valid");
-        assert_eq!(plan.cloud.as_deref(), Some("production"));
+        assert_eq!(plan.clouds, ["production"]);
         assert_eq!(plan.flake.as_deref(), Some("path:/elsewhere"));
+    }
+
+    #[test]
+    fn several_clouds_come_from_clouds_or_repeated_cloud_flags() {
+        let plan = plan_of(
+            "name: p\nclouds: [staging, dr]\nprofiles: all\nstages: [evaluate, build, tag, verify, {boot-check: {skip: none here}}, upload]\n",
+        )
+        .expect("valid");
+        assert_eq!(plan.clouds, ["staging", "dr"]);
+        assert_eq!(plan.cloud(), Some("staging"));
+    }
+
+    #[test]
+    fn cloud_lists_that_cannot_work_are_refused_with_their_fix() {
+        let both = problems(plan_of(
+            "name: p\ncloud: a\nclouds: [b]\nprofiles: all\nstages: [evaluate]\n",
+        ));
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert!(
+            both[0].message.contains("both `cloud` and `clouds`"),
+            "{both:?}"
+        );
+        assert_eq!(both[0].line, 3);
+
+        let twice = problems(plan_of(
+            "name: p\nclouds: [a, b, a]\nprofiles: all\nstages: [evaluate]\n",
+        ));
+        assert!(twice[0].message.contains("`a` is named twice"), "{twice:?}");
+
+        let empty = problems(plan_of(
+            "name: p\nclouds: []\nprofiles: all\nstages: [evaluate]\n",
+        ));
+        assert!(
+            empty[0].message.contains("cloud list is empty"),
+            "{empty:?}"
+        );
+
+        // promote and skip-unchanged work against one cloud.
+        for stages in [
+            "[evaluate, skip-unchanged, build, tag, verify, {boot-check: {skip: x}}, upload]",
+            "[evaluate, {promote: {from: staging}}]",
+        ] {
+            let ds = problems(plan_of(&format!(
+                "name: p\nclouds: [a, b]\nprofiles: all\nstages: {stages}\n"
+            )));
+            assert_eq!(ds.len(), 1, "{stages}: {ds:?}");
+            assert!(ds[0].message.contains("targets 2 clouds (a, b)"), "{ds:?}");
+            assert!(
+                ds[0]
+                    .hint
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("once per cloud"),
+                "{ds:?}"
+            );
+        }
     }
 
     #[test]

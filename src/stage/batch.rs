@@ -77,7 +77,7 @@ impl Batch {
         ev: &Evaluated,
     ) -> Result<Decision, super::Error> {
         let glance = ctx
-            .glance
+            .glance()
             .ok_or(super::Error::NoCloud(super::Kind::SkipUnchanged))?;
         let Some(cell) = self.decisions.get(&ev.profile) else {
             return Err(skip_unchanged::Error::NotEvaluated {

@@ -86,7 +86,8 @@ pub async fn run(
     // Boot with the firmware the image will be tagged with, whatever else says.
     let boot = properties.boot;
     let profile = &artifact.profile.name;
-    let opts = boot_options(options, profile, Some(verified.digests.sha256.clone()))?;
+    let sha256 = artifact.digests.as_ref().map(|d| d.sha256.clone());
+    let opts = boot_options(options, profile, sha256)?;
     let built = slot(&artifact.build, Kind::BootCheck, Slot::Build)?;
     let cache = ctx.boot_cache;
     let key = match cache {

@@ -5,7 +5,7 @@
 //! Nix settings (`builders`, `store`, `eval_store`, `max_jobs`) go to Nix unchanged, over the
 //! pipeline's own.
 
-use super::{slot, Artifact, Context, Kind, Outcome, Slot};
+use super::{slot, Artifact, CloudOutcome, CloudResult, Context, Kind, Outcome, Slot};
 use crate::firmware::Boot;
 use crate::lifecycle::publish::{
     already_holds, find_current, find_held, held_note, Family, Published,
@@ -139,45 +139,73 @@ pub async fn run(
     let store_path = built.store_path.clone();
     let profile = ev.profile.clone();
     artifact.build = Some(built);
-    if let Some(glance) = ctx.glance {
-        // A store path never changes: when the cloud already holds this very build, reading,
-        // booting and sending it again would prove nothing new.
-        let name = ctx.image_name(&profile);
-        let family = Family {
-            profile: &profile,
-            name: &name,
-        };
+    // A store path never changes: a cloud that already holds this very build need not have it
+    // read, booted or sent again, and one whose rollback holds it back must not get it.
+    let name = ctx.image_name(&profile);
+    let family = Family {
+        profile: &profile,
+        name: &name,
+    };
+    let mut held_notes = Vec::new();
+    let mut holding = Vec::new();
+    for glance in ctx.targets {
         let current = find_current(glance, &family)
             .await
             .map_err(|e| Error::Cloud(Arc::new(e)))?;
         if let Some(cur) = current.filter(|c| already_holds(c, store_path.as_str())) {
-            let stop = format!(
-                "{name} ({}) in {} already is {store_path}; nothing to verify, boot or send",
-                cur.id,
-                glance.cloud()
-            );
-            artifact.published = Some(Published {
-                built_at: crate::lifecycle::built_at(&cur),
-                image_id: cur.id,
-                image_name: name,
-                skipped: true,
-                held_by: None,
-                replaced: None,
-                attempts: 0,
+            holding.push(format!("{} ({}) in {}", name, cur.id, glance.cloud()));
+            artifact.clouds.push(CloudResult {
+                cloud: glance.cloud().to_string(),
+                outcome: CloudOutcome::Published(Published {
+                    built_at: crate::lifecycle::built_at(&cur),
+                    image_id: cur.id,
+                    image_name: name.clone(),
+                    skipped: true,
+                    held_by: None,
+                    replaced: None,
+                    attempts: 0,
+                }),
+                bytes_sent: 0,
             });
-            return Ok(Outcome::Stop(stop));
+            continue;
         }
         if let Some(held) = find_held(glance, &family, store_path.as_str())
             .await
             .map_err(|e| Error::Cloud(Arc::new(e)))?
         {
-            return Ok(Outcome::Held(held_note(
-                &family,
-                &held.id,
-                store_path.as_str(),
-                glance.cloud(),
-            )));
+            let note = held_note(&family, &held.id, store_path.as_str(), glance.cloud());
+            held_notes.push(note.clone());
+            artifact.clouds.push(CloudResult {
+                cloud: glance.cloud().to_string(),
+                outcome: CloudOutcome::Held(note),
+                bytes_sent: 0,
+            });
         }
     }
+    artifact.published = artifact.primary_published();
+    let settled = artifact.clouds.len();
+    if settled > 0 && settled == ctx.targets.len() {
+        if holding.is_empty() {
+            return Ok(Outcome::Held(held_notes.join("; ")));
+        }
+        let mut stop = format!(
+            "{} already {} {store_path}; nothing to verify, boot or send",
+            holding.join(" and "),
+            if holding.len() == 1 { "is" } else { "are" }
+        );
+        for note in held_notes {
+            stop.push_str("; ");
+            stop.push_str(&note);
+        }
+        return Ok(Outcome::Stop(stop));
+    }
+    let note = if holding.is_empty() {
+        note
+    } else {
+        format!(
+            "{note}; already current in {}: not sent there again",
+            holding.join(", ")
+        )
+    };
     Ok(Outcome::Done(Some(note)))
 }

@@ -17,6 +17,7 @@ pub mod upload;
 pub mod verify;
 
 use crate::glance::Glance;
+use crate::image::digest::Digests;
 use crate::lifecycle::Published;
 use crate::profile::{Policy, Profile};
 use crate::progress::Reporter;
@@ -247,10 +248,43 @@ pub struct Artifact {
     pub verified: Option<Verified>,
     /// Filled by `boot-check`.
     pub booted: Option<boot_check::Booted>,
-    /// Filled by `upload` or `promote`.
+    /// Filled by `upload` or `promote`: the image now current in the (first) target cloud.
     pub published: Option<Published>,
+    /// What each target cloud holds of this build, filled by `build` (clouds that already
+    /// hold it, or hold it back) and `upload` (the others).
+    pub clouds: Vec<CloudResult>,
+    /// Size and digests of the image file: computed by `verify` when it reads every byte,
+    /// else by `upload` on the bytes it sent.
+    pub digests: Option<Digests>,
     /// Image bytes sent to a cloud so far, failed attempts included.
     pub bytes_sent: u64,
+}
+
+/// One target cloud's part of a publish.
+#[derive(Debug, Clone)]
+pub struct CloudResult {
+    /// The clouds.yaml entry.
+    pub cloud: String,
+    /// What happened there.
+    pub outcome: CloudOutcome,
+    /// Image bytes sent to it, failed attempts included.
+    pub bytes_sent: u64,
+}
+
+/// What a target cloud holds of a build after the run.
+#[derive(Debug, Clone)]
+pub enum CloudOutcome {
+    /// The image is current there: published now, or already (`skipped`).
+    Published(Published),
+    /// A rollback there holds this build back; the note says how to lift it.
+    Held(String),
+    /// Publishing there failed.
+    Failed {
+        /// The whole error chain.
+        error: String,
+        /// True when that cloud may hold a half-made image.
+        cleanup_failed: bool,
+    },
 }
 
 impl Artifact {
@@ -265,8 +299,24 @@ impl Artifact {
             verified: None,
             booted: None,
             published: None,
+            clouds: Vec::new(),
+            digests: None,
             bytes_sent: 0,
         }
+    }
+
+    /// Orders the per-cloud results as the run's target clouds are ordered.
+    pub fn sort_clouds(&mut self, targets: &[Glance]) {
+        let rank = |c: &CloudResult| targets.iter().position(|g| g.cloud() == c.cloud);
+        self.clouds.sort_by_key(rank);
+    }
+
+    /// The image current in the first target cloud that has one.
+    pub fn primary_published(&self) -> Option<Published> {
+        self.clouds.iter().find_map(|c| match &c.outcome {
+            CloudOutcome::Published(p) => Some(p.clone()),
+            _ => None,
+        })
     }
 }
 
@@ -296,11 +346,15 @@ pub struct Context<'a> {
     pub gc_roots: &'a crate::nix::GcRoots,
     /// This run's directory (serial logs of boot checks stay there).
     pub run_dir: &'a Path,
-    /// The clouds.yaml entry the pipeline publishes into, as configured (also in a dry run,
-    /// which opens no session).
-    pub cloud: Option<&'a str>,
-    /// The cloud, when the pipeline publishes (authenticated before any build starts).
-    pub glance: Option<&'a Glance>,
+    /// The clouds.yaml entries the pipeline publishes into, as configured (also in a dry
+    /// run, which opens no session).
+    pub clouds: &'a [String],
+    /// The target clouds, when the pipeline publishes (authenticated before any build
+    /// starts), in the configured order.
+    pub targets: &'a [Glance],
+    /// True when an `upload` follows `verify`: verify then leaves the full read (NAR hash,
+    /// digests) to the upload, which hashes the bytes as it sends them.
+    pub upload_hashes: bool,
     /// The cloud `promote` copies from.
     pub source: Option<&'a Glance>,
     /// Shows the progress of transfers.
@@ -315,6 +369,12 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// The first target cloud: the one of stages that work with one cloud (`skip-unchanged`,
+    /// `promote`; validation refuses them with several clouds).
+    pub fn glance(&self) -> Option<&Glance> {
+        self.targets.first()
+    }
+
     /// The stable Glance name of `profile`'s current image.
     pub fn image_name(&self, profile: &str) -> String {
         crate::lifecycle::stable_name(self.name_template, profile)
@@ -360,6 +420,9 @@ pub enum Error {
     /// `upload` did not publish the image.
     #[error("upload failed")]
     Upload(#[source] Box<upload::Error>),
+    /// `upload` did not publish the image into some of its clouds.
+    #[error("upload failed")]
+    UploadClouds(#[source] Box<upload::CloudsFailed>),
     /// `promote` did not promote the image.
     #[error("promote failed")]
     Promote(#[source] Box<promote::Error>),
@@ -382,6 +445,7 @@ impl Error {
     pub fn cleanup_failed(&self) -> bool {
         match self {
             Error::Upload(u) => u.cleanup_failed(),
+            Error::UploadClouds(u) => u.cleanup_failed(),
             Error::Promote(p) => p.cleanup_failed(),
             _ => false,
         }
@@ -425,7 +489,7 @@ pub async fn run(
         Stage::SkipUnchanged => skip_unchanged::run(artifact, ctx).await,
         Stage::Build(options) => build::run(options, artifact, ctx).await,
         Stage::Tag => tag::run(artifact, ctx),
-        Stage::Verify => verify::run(artifact).await,
+        Stage::Verify => verify::run(artifact, ctx).await,
         Stage::BootCheck(options) => boot_check::run(options, artifact, ctx).await,
         Stage::Upload(options) => upload::run(options, artifact, ctx).await,
         Stage::Promote(options) => promote::run(options, artifact, ctx).await,
@@ -439,7 +503,11 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
         .as_ref()
         .map(|e| e.installable.clone())
         .unwrap_or_else(|| artifact.profile.attribute.clone());
-    let cloud = ctx.cloud.unwrap_or("(none: set `cloud:` or --cloud)");
+    let cloud = if ctx.clouds.is_empty() {
+        "(none: set `cloud:` or --cloud)".to_string()
+    } else {
+        ctx.clouds.join("`, `")
+    };
     match stage {
         Stage::SkipUnchanged => format!(
             "would evaluate {installable}.outPath and skip the rest if the cloud already has it"
@@ -465,9 +533,10 @@ fn describe(stage: &Stage, artifact: &Artifact, ctx: &Context<'_>) -> String {
             o.metadata.unwrap_or(crate::boot::Metadata::None),
             o.metadata.unwrap_or(crate::boot::Metadata::None).describe()
         ),
+        Stage::Verify if ctx.upload_hashes => "would check the qcow2 header and tables and the partition table against the firmware (the upload computes the NAR hash and md5/sha256/sha512 on the bytes it sends)".into(),
         Stage::Verify => "would check the qcow2 header, the partition table against the firmware, the NAR hash, and compute md5/sha256/sha512".into(),
         Stage::Upload(_) => format!(
-            "would publish `{}` into cloud `{}` as a hidden candidate, compare hashes, then make it current",
+            "would publish `{}` into cloud `{}` as a hidden candidate, from one read hashing the bytes as they go, compare hashes, then make it current",
             ctx.image_name(&artifact.profile.name),
             cloud
         ),

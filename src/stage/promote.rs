@@ -143,7 +143,7 @@ pub async fn run(
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, StageError> {
-    let target = ctx.glance.ok_or(StageError::NoCloud(Kind::Promote))?;
+    let target = ctx.glance().ok_or(StageError::NoCloud(Kind::Promote))?;
     let source = ctx.source.ok_or(StageError::NoCloud(Kind::Promote))?;
     let profile = artifact.profile.name.clone();
     let name = ctx.image_name(&profile);
@@ -334,6 +334,13 @@ pub async fn promote(
             .get(key)
             .and_then(serde_json::Value::as_u64)
     };
+    // The sdk's hashes are recorded once the target's own hashes agree, as on an upload.
+    let late_properties: BTreeMap<String, String> = properties
+        .iter()
+        .filter(|(k, _)| k.starts_with(keys::SDK_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    properties.retain(|k, _| !k.starts_with(keys::SDK_PREFIX));
     let spec = Publish {
         family: Family { profile, name },
         store_path,
@@ -355,7 +362,8 @@ pub async fn promote(
         tags,
         // The target's own sharing: the source's members are never copied.
         members: options.members.clone().unwrap_or_default(),
-        expected,
+        expected: Some(expected),
+        late_properties,
         // A copy is attempted once: the source's bytes are re-read only by a new run.
         attempts: 1,
         active_timeout: Duration::from_secs(
@@ -386,7 +394,8 @@ pub async fn promote(
         target
             .upload_file(&to, data)
             .await
-            .map_err(glance_err(format!("copy {from} into {to}")))
+            .map_err(glance_err(format!("copy {from} into {to}")))?;
+        Ok(None)
     })
     .await?)
 }

@@ -4,7 +4,6 @@
 
 use super::{slot, Artifact, Built, Context, Evaluated, Kind, Outcome, Slot};
 use crate::firmware::Boot;
-use crate::image::digest::Digests;
 use crate::lifecycle::{base_tags, keys};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,14 +29,8 @@ pub fn firmware_properties(boot: Boot) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-/// openstacksdk's conventional hash properties, from the image's digests (set by the upload,
-/// which has them).
-pub fn digest_properties(d: &Digests) -> [(&'static str, String); 2] {
-    [
-        (keys::SDK_SHA256, d.sha256.clone()),
-        (keys::SDK_MD5, d.md5.clone()),
-    ]
-}
+/// openstacksdk's conventional hash properties, set by the upload once Glance's hashes agree.
+pub use crate::lifecycle::publish::digest_properties;
 
 /// When an image was built and how deep its family is kept: what its SCS properties need.
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +135,7 @@ pub fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::digest::Digests;
     use crate::lifecycle::{reserved_key, ReservedKey};
 
     fn evaluated(boot: Boot) -> Evaluated {

@@ -1,18 +1,26 @@
-//! `upload`: publishes the verified image file into Glance through the image family's
-//! candidate protocol ([`crate::lifecycle::publish`]), then applies retention.
+//! `upload`: publishes the verified image file into every target cloud through the image
+//! family's candidate protocol ([`crate::lifecycle::publish`]), then applies retention.
 //!
-//! The file is not hashed again here: the verify stage's digests are what Glance's own hashes
-//! of the received bytes are compared with, so a file changed since verify, or a byte changed
-//! in transit, is caught by that comparison without spending the client's CPU twice.
+//! The file is read once, however many clouds receive it ([`crate::image::stream`]): that
+//! read recomputes the store output's NAR hash and the md5/sha256/sha512 of the bytes while
+//! they stream, and fans the chunks out to one upload per cloud. Each cloud gets its own
+//! candidate, hash comparison and make-current; a candidate becomes current only when
+//! Glance's size and hash, the digests of the bytes sent and Nix's narHash all agree. A
+//! failure in one cloud leaves the others' results as they are, and is reported per cloud.
 
-use super::{slot, tag, Artifact, Context, Error as StageError, Kind, Outcome, Slot};
+use super::{slot, Artifact, CloudOutcome, CloudResult, Context, Error as StageError, Kind};
+use super::{Outcome, Slot};
+use crate::error::error_chain;
 use crate::glance::{self, Glance, NewImage, Visibility};
-use crate::image::stream::file_chunks;
-use crate::lifecycle::publish::{self, Family, Fingerprint, Publish};
-use crate::lifecycle::{retention, DEFAULT_KEEP};
+use crate::image::digest::Digests;
+use crate::image::nar::StoreOutput;
+use crate::image::stream::{self, Source};
+use crate::lifecycle::publish::{self, Family, Publish, Published};
+use crate::lifecycle::{keys, retention, DEFAULT_KEEP};
 use crate::progress::Progress;
 use serde::Deserialize;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use crate::lifecycle::publish::Error;
@@ -74,13 +82,57 @@ pub struct Options {
     pub keep: Option<u32>,
 }
 
-/// Publish the artifact's verified image into the context's cloud.
+/// Publishing into some of several clouds failed; the others' results stand.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe_failures(failed, succeeded))]
+pub struct CloudsFailed {
+    /// Each failed cloud and why.
+    pub failed: Vec<(String, Error)>,
+    /// The clouds where the image is current (published, or already there).
+    pub succeeded: Vec<String>,
+}
+
+impl CloudsFailed {
+    /// True when any cloud may hold a half-made image.
+    pub fn cleanup_failed(&self) -> bool {
+        self.failed.iter().any(|(_, e)| e.cleanup_failed())
+    }
+}
+
+fn describe_failures(failed: &[(String, Error)], succeeded: &[String]) -> String {
+    let each: Vec<String> = failed
+        .iter()
+        .map(|(cloud, e)| format!("cloud `{cloud}`: {}", error_chain(e)))
+        .collect();
+    let done = if succeeded.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (current in {}, left as it is)",
+            succeeded
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "{} of {} clouds failed: {}{done}",
+        failed.len(),
+        failed.len() + succeeded.len(),
+        each.join("; ")
+    )
+}
+
+/// Publish the artifact's verified image into every target cloud of the context.
 pub async fn run(
     options: &Options,
     artifact: &mut Artifact,
     ctx: &Context<'_>,
 ) -> Result<Outcome, StageError> {
-    let glance = ctx.glance.ok_or(StageError::NoCloud(Kind::Upload))?;
+    if ctx.targets.is_empty() {
+        return Err(StageError::NoCloud(Kind::Upload));
+    }
     let ev = slot(&artifact.evaluated, Kind::Upload, Slot::Evaluated)?;
     let built = slot(&artifact.build, Kind::Upload, Slot::Build)?;
     let verified = slot(&artifact.verified, Kind::Upload, Slot::Verified)?;
@@ -88,11 +140,16 @@ pub async fn run(
     // Proven, or skipped on purpose: either way the pipeline decided before anything is sent.
     slot(&artifact.booted, Kind::Upload, Slot::Booted)?;
     let name = ctx.image_name(&ev.profile);
+    let profile = ev.profile.clone();
 
+    // The sdk's hashes are recorded only once Glance's hashes agree with the bytes sent.
     let mut properties = tagging.properties.clone();
-    for (k, v) in tag::digest_properties(&verified.digests) {
-        properties.insert(k.to_string(), v);
-    }
+    let late_properties: BTreeMap<String, String> = properties
+        .iter()
+        .filter(|(k, _)| k.starts_with(keys::SDK_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    properties.retain(|k, _| !k.starts_with(keys::SDK_PREFIX));
     // `min_disk` can never be smaller than the virtual disk, or Nova would refuse to boot it.
     let disk_gib = verified.qcow2.virtual_size.div_ceil(1 << 30);
     let spec = Publish {
@@ -116,7 +173,8 @@ pub async fn run(
         },
         tags: tagging.tags.clone(),
         members: options.members.clone().unwrap_or_default(),
-        expected: Fingerprint::of_digests(&verified.digests),
+        expected: None,
+        late_properties,
         attempts: options.attempts.unwrap_or(DEFAULT_ATTEMPTS),
         active_timeout: Duration::from_secs(options.timeout.unwrap_or(DEFAULT_TIMEOUT)),
         cleanup_timeout: Duration::from_secs(
@@ -124,68 +182,181 @@ pub async fn run(
         ),
     };
 
-    let progress = Progress::default();
-    let ticker = ctx
-        .reporter
-        .track(&ev.profile, verified.digests.size, progress.clone());
+    // Clouds the build stage found already holding this build, or holding it back, are done.
+    let pending: Vec<&Glance> = ctx
+        .targets
+        .iter()
+        .filter(|g| !artifact.clouds.iter().any(|c| c.cloud == g.cloud()))
+        .collect();
+    if pending.is_empty() {
+        return Ok(Outcome::Done(Some(
+            "every target cloud already holds this build; nothing sent".into(),
+        )));
+    }
+    let store = StoreOutput {
+        path: built.output_dir.clone(),
+        nar_hash: built.nar_hash.clone(),
+    };
+    let source = Source::start(verified.file.clone(), Some(store), pending.len()).map_err(|e| {
+        Error::Data {
+            what: format!("read {}", verified.file.display()),
+            source: Box::new(e),
+        }
+    })?;
+    let several = ctx.targets.len() > 1;
     let method = options.method.unwrap_or_default();
-    let file = verified.file.as_path();
-    let active_timeout = spec.active_timeout;
-    let result = publish::publish(glance, &spec, |id| {
-        send_file(glance, method, file, id, progress.clone(), active_timeout)
-    })
+    let size = verified.size;
+    let read: Mutex<Option<Digests>> = Mutex::new(None);
+    let outcomes = futures::future::join_all(pending.iter().enumerate().map(|(lane, glance)| {
+        let (spec, source, read) = (&spec, &source, &read);
+        let label = if several {
+            format!("{profile}→{}", glance.cloud())
+        } else {
+            profile.clone()
+        };
+        async move {
+            let progress = Progress::default();
+            let ticker = ctx.reporter.track(&label, size, progress.clone());
+            let result = publish::publish(glance, spec, |id| {
+                send(
+                    glance,
+                    method,
+                    source,
+                    lane,
+                    id,
+                    progress.clone(),
+                    spec.active_timeout,
+                    read,
+                )
+            })
+            .await;
+            // Whatever happened, the shared read must not wait for this cloud any longer.
+            source.release(lane);
+            ticker.finish();
+            let result = match result {
+                Ok(published) if !published.skipped => {
+                    let keep = options.keep.unwrap_or(DEFAULT_KEEP);
+                    let retention = retention::after_publish(
+                        glance,
+                        spec.family.profile,
+                        spec.family.name,
+                        keep,
+                    )
+                    .await;
+                    Ok((published, retention))
+                }
+                Ok(published) => Ok((published, String::new())),
+                Err(e) => Err(e),
+            };
+            (*glance, result, progress.sent())
+        }
+    }))
     .await;
-    ticker.finish();
-    artifact.bytes_sent += progress.sent();
-    let published = result?;
-    if let Some(held) = &published.held_by {
-        let note = publish::held_note(&spec.family, held, spec.store_path, glance.cloud());
-        artifact.published = Some(published);
-        return Ok(Outcome::Held(note));
+    if let Some(digests) = read.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        artifact.digests = Some(digests);
     }
 
-    // Retention never fails a publish that succeeded: what it could not do is logged.
-    let retention = if published.skipped {
-        String::new()
-    } else {
-        let keep = options.keep.unwrap_or(DEFAULT_KEEP);
-        retention::after_publish(glance, &ev.profile, &name, keep).await
-    };
-    let note = if published.skipped {
-        format!(
-            "{} already current with the same build; nothing sent",
-            published.image_id
-        )
-    } else {
-        format!(
-            "{} is current ({} bytes sent{}{}){retention}",
-            published.image_id,
-            progress.sent(),
-            published
-                .replaced
-                .as_ref()
-                .map(|r| format!(", replaced {r}"))
-                .unwrap_or_default(),
-            if published.attempts > 1 {
-                format!(", {} attempts", published.attempts)
-            } else {
-                String::new()
+    let mut notes = Vec::new();
+    let mut failed = Vec::new();
+    let mut held = Vec::new();
+    for (glance, result, sent) in outcomes {
+        artifact.bytes_sent += sent;
+        let cloud = glance.cloud().to_string();
+        let prefix = if several {
+            format!("{cloud}: ")
+        } else {
+            String::new()
+        };
+        let outcome = match result {
+            Ok((published, _)) if published.held_by.is_some() => {
+                let by = published.held_by.as_deref().unwrap_or_default();
+                let note = publish::held_note(&spec.family, by, spec.store_path, &cloud);
+                held.push(format!("{prefix}{note}"));
+                CloudOutcome::Held(note)
             }
-        )
-    };
-    artifact.published = Some(published);
-    Ok(Outcome::Done(Some(note)))
+            Ok((published, retention)) => {
+                notes.push(format!("{prefix}{}", note_of(&published, sent, &retention)));
+                CloudOutcome::Published(published)
+            }
+            Err(e) => {
+                let outcome = CloudOutcome::Failed {
+                    error: error_chain(&e),
+                    cleanup_failed: e.cleanup_failed(),
+                };
+                failed.push((cloud.clone(), e));
+                outcome
+            }
+        };
+        artifact.clouds.push(CloudResult {
+            cloud,
+            outcome,
+            bytes_sent: sent,
+        });
+    }
+    artifact.sort_clouds(ctx.targets);
+    artifact.published = artifact.primary_published();
+
+    if !failed.is_empty() {
+        if !several {
+            if let Some((_, e)) = failed.pop() {
+                return Err(e.into());
+            }
+        }
+        let succeeded = artifact
+            .clouds
+            .iter()
+            .filter(|c| matches!(c.outcome, CloudOutcome::Published(_)))
+            .map(|c| c.cloud.clone())
+            .collect();
+        return Err(StageError::UploadClouds(Box::new(CloudsFailed {
+            failed,
+            succeeded,
+        })));
+    }
+    if notes.is_empty() && !held.is_empty() {
+        return Ok(Outcome::Held(held.join("; ")));
+    }
+    notes.extend(held);
+    Ok(Outcome::Done(Some(notes.join("; "))))
 }
 
-/// Send `file` into candidate `id` by `method`.
-async fn send_file(
+/// What one cloud's publish did, in words.
+fn note_of(published: &Published, sent: u64, retention: &str) -> String {
+    if published.skipped {
+        return format!(
+            "{} already current with the same build; nothing sent",
+            published.image_id
+        );
+    }
+    format!(
+        "{} is current ({sent} bytes sent, hashed on the way; NAR hash matches{}{}){retention}",
+        published.image_id,
+        published
+            .replaced
+            .as_ref()
+            .map(|r| format!(", replaced {r}"))
+            .unwrap_or_default(),
+        if published.attempts > 1 {
+            format!(", {} attempts", published.attempts)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Send consumer `lane`'s share of `source` into candidate `id` by `method`, and return the
+/// digests of what was sent once the read proved the store output's NAR hash.
+#[allow(clippy::too_many_arguments)]
+async fn send(
     glance: &Glance,
     method: UploadMethod,
-    file: &Path,
+    source: &Source,
+    lane: usize,
     id: String,
     progress: Progress,
     active_timeout: Duration,
-) -> Result<(), Error> {
+    read: &Mutex<Option<Digests>>,
+) -> Result<Option<Digests>, Error> {
     let glance_err = |what: String| move |source: glance::Error| Error::Glance { what, source };
     let import = match method {
         UploadMethod::Direct => false,
@@ -198,17 +369,34 @@ async fn send_file(
             ))?
             .offers("glance-direct"),
     };
-    let body = file_chunks(file, progress)
-        .await
-        .map_err(|source| Error::Data {
-            what: format!("read {}", file.display()),
-            source: Box::new(source),
-        })?;
-    if import {
+    let read_err = |e: Arc<stream::Error>| Error::Data {
+        what: "read the image while sending it".into(),
+        source: Box::new(e),
+    };
+    let body = source.open(lane).map_err(|e| read_err(Arc::new(e)))?;
+    let (chunks, finished) = body.split(progress);
+    let sent = if import {
         glance
-            .stage_image(&id, body)
+            .stage_image(&id, chunks)
             .await
-            .map_err(glance_err(format!("stage the data of {id}")))?;
+            .map_err(glance_err(format!("stage the data of {id}")))
+    } else {
+        glance
+            .upload_file(&id, chunks)
+            .await
+            .map_err(glance_err(format!("upload the data of {id}")))
+    };
+    // A failed read (a store output that is not what Nix built) explains a failed upload
+    // better than the broken connection it caused, and is never worth a retry.
+    let outcome = finished.outcome().await;
+    let digests = match (sent, outcome) {
+        (Ok(()), Ok(done)) => done.digests,
+        (_, Err(e)) if !matches!(*e, stream::Error::NoConsumer) => return Err(read_err(e)),
+        (Err(e), _) => return Err(e),
+        (Ok(()), Err(e)) => return Err(read_err(e)),
+    };
+    *read.lock().unwrap_or_else(|e| e.into_inner()) = Some(digests.clone());
+    if import {
         glance
             .import_glance_direct(&id)
             .await
@@ -221,11 +409,6 @@ async fn send_file(
         glance::wait_for_import(glance, &id, &policy)
             .await
             .map_err(glance_err(format!("import {id}")))?;
-    } else {
-        glance
-            .upload_file(&id, body)
-            .await
-            .map_err(glance_err(format!("upload the data of {id}")))?;
     }
-    Ok(())
+    Ok(Some(digests))
 }

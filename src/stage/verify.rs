@@ -1,14 +1,20 @@
 //! `verify`: the image file is a sound, standalone qcow2; its partition table, read from inside
 //! the guest disk, fits the firmware it will be tagged with; the store output is the one Nix
 //! built; and its md5/sha256/sha512 are computed — with the NAR hash, in one read of the image.
+//!
+//! When the pipeline uploads afterwards, the stage keeps only the checks that need no full
+//! read ([`Depth::Structure`]: header, cluster tables, partition table and firmware): the NAR
+//! hash and the digests are computed by the upload on the bytes it sends
+//! ([`crate::image::stream`]), so each byte is read once per publish. `pipeline verify FILE`
+//! and pipelines that do not upload keep the full check ([`Depth::Full`]).
 
-use super::{slot, Artifact, Kind, Outcome, Slot};
+use super::{slot, Artifact, Context, Kind, Outcome, Slot};
 use crate::firmware::Boot;
 use crate::image::digest::{self, Digests, MultiHasher};
 use crate::image::nar;
 use crate::image::partition::{self, FirmwareMismatch};
 use crate::image::qcow2::{self, GuestReader, Qcow2Info};
-use crate::nix::{self, NarHash, StorePath};
+use crate::nix::{self, StorePath};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +70,17 @@ pub enum Error {
     Worker(#[source] tokio::task::JoinError),
 }
 
+/// How much of the image a verification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Header, tables, partition table and firmware; also the NAR hash and the digests (a
+    /// read of every byte).
+    Full,
+    /// Header, tables, partition table and firmware only: what needs no full read. The
+    /// upload that follows hashes the bytes as it sends them.
+    Structure,
+}
+
 /// What verification established about an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
@@ -77,20 +94,15 @@ pub struct Verified {
     pub mbr_boot_code: bool,
     /// Whether the store output's NAR hash was recomputed and matched.
     pub nar_checked: bool,
-    /// Size and digests of the image file.
-    pub digests: Digests,
+    /// Size of the image file in bytes.
+    pub size: u64,
+    /// Digests of the image file, when the whole file was read ([`Depth::Full`]).
+    pub digests: Option<Digests>,
 }
 
-/// The store output an image must match: its path and Nix's registered `narHash`.
-#[derive(Debug, Clone)]
-pub struct StoreOutput {
-    /// The output (a store path, or a copy of one).
-    pub path: PathBuf,
-    /// The hash Nix registered for it.
-    pub nar_hash: NarHash,
-}
+pub use crate::image::nar::StoreOutput;
 
-/// Verify `file` for `boot` (blocking: reads the whole image).
+/// Verify `file` for `boot`, reading every byte (blocking).
 ///
 /// With `store`, the NAR of the whole output is recomputed and the image file's digests are
 /// taken from the same read of the file; without it, the file alone is hashed.
@@ -98,6 +110,16 @@ pub fn verify_file(
     file: &Path,
     boot: Boot,
     store: Option<&StoreOutput>,
+) -> Result<Verified, Error> {
+    verify_file_to(file, boot, store, Depth::Full)
+}
+
+/// Verify `file` for `boot` to `depth` (blocking).
+pub fn verify_file_to(
+    file: &Path,
+    boot: Boot,
+    store: Option<&StoreOutput>,
+    depth: Depth,
 ) -> Result<Verified, Error> {
     let info = qcow2::inspect(file).map_err(Error::Qcow2)?;
     let mut guest = GuestReader::open(file).map_err(Error::Qcow2)?;
@@ -109,8 +131,17 @@ pub fn verify_file(
         path: file.to_path_buf(),
         source,
     })?;
-    let digests = match store {
-        Some(out) => {
+    let size = std::fs::metadata(file)
+        .map_err(|source| {
+            Error::Digest(digest::Error::Read {
+                path: file.to_path_buf(),
+                source,
+            })
+        })?
+        .len();
+    let digests = match (depth, store) {
+        (Depth::Structure, _) => None,
+        (Depth::Full, Some(out)) => {
             let mut hasher = MultiHasher::new().map_err(Error::Digest)?;
             let mut feed =
                 |chunk: bytes::Bytes| hasher.update(chunk).map_err(std::io::Error::other);
@@ -126,27 +157,29 @@ pub fn verify_file(
                     output: out.path.clone(),
                 });
             }
-            hasher.finish().map_err(Error::Digest)?
+            Some(hasher.finish().map_err(Error::Digest)?)
         }
-        None => digest::digest_file(file).map_err(Error::Digest)?,
+        (Depth::Full, None) => Some(digest::digest_file(file).map_err(Error::Digest)?),
     };
     Ok(Verified {
         file: file.to_path_buf(),
         qcow2: info,
         firmware_evidence: fit.evidence,
         mbr_boot_code: fit.mbr_boot_code,
-        nar_checked: store.is_some(),
+        nar_checked: store.is_some() && depth == Depth::Full,
+        size,
         digests,
     })
 }
 
-/// [`verify_file`] on a blocking thread.
+/// [`verify_file_to`] on a blocking thread.
 pub async fn verify(
     file: PathBuf,
     boot: Boot,
     store: Option<StoreOutput>,
+    depth: Depth,
 ) -> Result<Verified, Error> {
-    tokio::task::spawn_blocking(move || verify_file(&file, boot, store.as_ref()))
+    tokio::task::spawn_blocking(move || verify_file_to(&file, boot, store.as_ref(), depth))
         .await
         .map_err(Error::Worker)?
 }
@@ -170,24 +203,44 @@ pub async fn verify_path(file: &Path, boot: Boot) -> Result<Verified, Error> {
         None => None,
     };
     let file = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
-    verify(file, boot, store).await
+    verify(file, boot, store, Depth::Full).await
 }
 
-/// The stage: fills `verified`.
-pub async fn run(artifact: &mut Artifact) -> Result<Outcome, super::Error> {
+/// The stage: fills `verified` (and the artifact's digests, when it read every byte).
+pub async fn run(artifact: &mut Artifact, ctx: &Context<'_>) -> Result<Outcome, super::Error> {
     let built = slot(&artifact.build, Kind::Verify, Slot::Build)?;
     let store = StoreOutput {
         path: built.output_dir.clone(),
         nar_hash: built.nar_hash.clone(),
     };
-    let verified = verify(built.image.file.clone(), artifact.profile.boot, Some(store)).await?;
+    let depth = if ctx.upload_hashes {
+        Depth::Structure
+    } else {
+        Depth::Full
+    };
+    let verified = verify(
+        built.image.file.clone(),
+        artifact.profile.boot,
+        Some(store),
+        depth,
+    )
+    .await?;
+    let hashes = match &verified.digests {
+        Some(d) => format!(
+            "NAR hash matches; sha512 {}…",
+            &d.sha512[..16.min(d.sha512.len())]
+        ),
+        None => "NAR hash and digests are computed by the upload, on the bytes it sends".into(),
+    };
     let note = format!(
-        "qcow2 v{}, {} MiB virtual; {}; NAR hash matches; sha512 {}…",
+        "qcow2 v{}, {} MiB virtual; {}; {hashes}",
         verified.qcow2.version,
         verified.qcow2.virtual_size >> 20,
         verified.firmware_evidence,
-        &verified.digests.sha512[..16.min(verified.digests.sha512.len())]
     );
+    if let Some(d) = &verified.digests {
+        artifact.digests = Some(d.clone());
+    }
     artifact.verified = Some(verified);
     Ok(Outcome::Done(Some(note)))
 }

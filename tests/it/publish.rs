@@ -664,10 +664,25 @@ fn cut_patches(test: &str, skip: usize, times: usize) -> (Setup, String, Ran, Pr
 }
 
 #[test]
+fn fault_proxy_hashes_that_cannot_be_recorded_keep_the_candidate_from_becoming_current() {
+    let _cloud = cloud::shared();
+    // The first PATCH after the bytes are checked records the sdk hashes: every attempt at
+    // it is cut, on each of the three fresh candidates.
+    let (s, current_id, ran, proxy) = cut_patches("cut-hashes", 0, 3);
+    ran.expect_code(1).stderr_has("record the hashes of");
+    assert!(proxy.stats().dropped >= 1, "{}", proxy.stats());
+    let admin = Cloud::connect("local-admin");
+    assert_only(&admin, &s.prefix, &[current_id.as_str()]);
+    assert_current(&admin.image(&current_id), &s.stable("lucy"));
+    assert_sound(&s);
+}
+
+#[test]
 fn fault_proxy_cut_before_retiring_the_current_image_leaves_it_current_and_exits_1() {
     let _cloud = cloud::shared();
-    // Every attempt at the first PATCH (retire the old current image) is cut.
-    let (s, current_id, ran, proxy) = cut_patches("cut-retire", 0, 4);
+    // The first PATCH (the hashes recorded on the candidate) passes; every attempt at the
+    // second (retire the old current image) is cut.
+    let (s, current_id, ran, proxy) = cut_patches("cut-retire", 1, 4);
     ran.expect_code(1).stderr_has("retire the current image");
     assert!(proxy.stats().dropped >= 1, "{}", proxy.stats());
     let admin = Cloud::connect("local-admin");
@@ -679,9 +694,9 @@ fn fault_proxy_cut_before_retiring_the_current_image_leaves_it_current_and_exits
 #[test]
 fn fault_proxy_cut_before_showing_the_new_image_restores_the_old_one_and_exits_1() {
     let _cloud = cloud::shared();
-    // The old image is retired; every attempt at showing the new one is cut; the restore of
-    // the old one (the sixth PATCH) goes through.
-    let (s, current_id, ran, proxy) = cut_patches("cut-show", 1, 4);
+    // The hashes are recorded and the old image is retired; every attempt at showing the new
+    // one is cut; the restore of the old one (the seventh PATCH) goes through.
+    let (s, current_id, ran, proxy) = cut_patches("cut-show", 2, 4);
     ran.expect_code(1).stderr_has("make");
     assert!(proxy.stats().dropped >= 4, "{}", proxy.stats());
     let admin = Cloud::connect("local-admin");
@@ -693,7 +708,7 @@ fn fault_proxy_cut_before_showing_the_new_image_restores_the_old_one_and_exits_1
 #[test]
 fn fault_proxy_show_and_restore_both_cut_exit_3_naming_both_images_and_check_repairs() {
     let _cloud = cloud::shared();
-    let (s, current_id, ran, _proxy) = cut_patches("cut-stranded", 1, usize::MAX);
+    let (s, current_id, ran, _proxy) = cut_patches("cut-stranded", 2, usize::MAX);
     ran.expect_code(3).stderr_has("stopped half-way");
     let e = report(&ran);
     let e = entry(&e, "lucy");
@@ -1274,4 +1289,325 @@ fn a_boot_proof_is_remembered_by_store_path_and_not_booted_again() {
     let (c, c_dir) = run(&third, &["--no-boot-cache"]);
     assert_eq!(util::stage_status(entry(&c, "sunraku"), "boot-check"), "ok");
     assert!(booted_in(&c_dir, "sunraku"));
+}
+
+/// A publish into `local` and `local-prod` at once: the test's images in both clouds are
+/// cleaned up.
+fn two_clouds(test: &str, upload_options: &[&str]) -> Setup {
+    let copy = PipelineCopy {
+        file: "publish-all.yaml",
+        upload_options,
+        boot_check: false,
+        must_say: &[],
+    };
+    Setup {
+        sandbox: Sandbox::new(test, &copy, &["local", "local-prod"]),
+    }
+}
+
+/// `pipeline run` of `s` into every cloud of `clouds` (one `--cloud` each).
+fn run_into(s: &Setup, clouds: &[&str], profiles: &[&str], clouds_yaml: &Path) -> Ran {
+    let mut cmd = util::cloud_pipeline(clouds_yaml);
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .arg("--flake")
+        .arg(fixture_flake())
+        .arg("--json");
+    for c in clouds {
+        cmd.args(["--cloud", c]);
+    }
+    for p in profiles {
+        cmd.args(["--profile", p]);
+    }
+    util::run_std(&mut cmd)
+}
+
+/// The per-cloud entries of `e`'s report, by cloud name.
+fn per_cloud<'a>(e: &'a Value, cloud: &str) -> &'a Value {
+    e["clouds"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["cloud"] == cloud))
+        .unwrap_or_else(|| panic!("no entry for cloud {cloud} in {e:#}"))
+}
+
+fn stage_note<'a>(e: &'a Value, stage: &str) -> &'a str {
+    e["stages"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stage"] == stage))
+        .and_then(|s| s["note"].as_str())
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_clouds_from_one_read_each_get_their_own_candidate_check_and_current_image() {
+    let _cloud = cloud::shared();
+    let s = two_clouds("two-clouds", &[]);
+    let ran = run_into(
+        &s,
+        &["local", "local-prod"],
+        &["lucy", "sunraku"],
+        &cloud::clouds_yaml(),
+    );
+    ran.expect_code(0);
+    let doc = report(&ran);
+    assert_eq!(doc["clouds"], json!(["local", "local-prod"]), "{ran}");
+    for profile in ["lucy", "sunraku"] {
+        let e = entry(&doc, profile);
+        assert_eq!(text(e, "status"), "published", "{e:#}");
+        let size = number(e, "size");
+        let names: Vec<&str> = e["clouds"]
+            .as_array()
+            .expect("clouds")
+            .iter()
+            .filter_map(|c| c["cloud"].as_str())
+            .collect();
+        assert_eq!(names, ["local", "local-prod"], "in the run's order: {e:#}");
+        // Each cloud received every byte, from the one read that hashed them.
+        assert_eq!(number(e, "bytes_sent"), 2 * size, "{e:#}");
+        let file = Path::new(text(e, "store_path")).join("nixos.qcow2");
+        let bytes = std::fs::read(&file).expect("read the image");
+        assert_eq!(text(e, "sha512"), hex(&Sha512::digest(&bytes)));
+        assert_eq!(text(e, "md5"), hex(&Md5::digest(&bytes)));
+        assert!(
+            stage_note(e, "verify").contains("computed by the upload"),
+            "verify leaves the full read to the upload: {e:#}"
+        );
+        let mut ids = Vec::new();
+        for (cloud, admin) in [("local", "local-admin"), ("local-prod", "local-prod-admin")] {
+            let c = per_cloud(e, cloud);
+            assert_eq!(c["status"], "published", "{cloud}: {c:#}");
+            assert_eq!(number(c, "bytes_sent"), size, "{cloud}: {c:#}");
+            assert_eq!(c["error"], Value::Null, "{cloud}: {c:#}");
+            let id = text(c, "image_id").to_owned();
+            let image = Cloud::connect(admin).image(&id);
+            assert_current(&image, &s.stable(profile));
+            // Glance's own hash, our digests and the sdk's properties agree in each cloud.
+            assert_eq!(
+                image.os_hash_value.as_deref(),
+                e["sha512"].as_str(),
+                "{cloud}"
+            );
+            assert_eq!(image.size, Some(size), "{cloud}");
+            assert_eq!(
+                image.property("owner_specified.openstack.sha256"),
+                e["sha256"].as_str(),
+                "{cloud}"
+            );
+            assert_eq!(
+                image.property("owner_specified.openstack.md5"),
+                e["md5"].as_str(),
+                "{cloud}"
+            );
+            assert_only(&Cloud::connect(admin), &s.stable(profile), &[id.as_str()]);
+            ids.push(id);
+        }
+        assert_ne!(ids[0], ids[1], "each cloud has its own image");
+    }
+
+    // The same clouds named in the pipeline (`clouds:`): both already hold both builds, so
+    // nothing is read, booted or sent, and each cloud says so.
+    let yaml = std::fs::read_to_string(&s.pipeline).expect("read the copy");
+    let yaml = yaml.replace("cloud: staging\n", "clouds: [local, local-prod]\n");
+    assert!(yaml.contains("clouds: [local, local-prod]"), "{yaml}");
+    std::fs::write(&s.pipeline, yaml).expect("write the copy");
+    let again = run_into(&s, &[], &["lucy", "sunraku"], &cloud::clouds_yaml());
+    again.expect_code(0);
+    let doc = report(&again);
+    for profile in ["lucy", "sunraku"] {
+        let e = entry(&doc, profile);
+        assert_eq!(text(e, "status"), "skipped", "{e:#}");
+        assert_eq!(number(e, "bytes_sent"), 0, "{e:#}");
+        for cloud in ["local", "local-prod"] {
+            assert_eq!(per_cloud(e, cloud)["status"], "skipped", "{cloud}: {e:#}");
+        }
+        for stage in ["verify", "upload"] {
+            assert_eq!(util::stage_status(e, stage), "skipped", "{stage}: {e:#}");
+        }
+    }
+}
+
+#[test]
+fn fault_proxy_one_cloud_failing_leaves_the_others_image_current_and_the_exit_code_is_the_worst() {
+    let _cloud = cloud::shared();
+    let s = two_clouds("cloud-fails", &["attempts: 1", "cleanup_timeout: 2"]);
+    let prod = Cloud::connect("local-prod").glance_addr();
+    let (local_admin, prod_admin) = (
+        Cloud::connect("local-admin"),
+        Cloud::connect("local-prod-admin"),
+    );
+
+    // A byte flipped on its way into local-prod: that cloud refuses the candidate, local
+    // publishes. Exit 1.
+    let flipper = Proxy::start(
+        prod,
+        vec![Fault::FlipByte {
+            request: Request::upload(),
+            offset: 700_000,
+            times: usize::MAX,
+        }],
+    );
+    let flipped = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local-prod"]["image_endpoint_override"] = json!(flipper.url());
+    });
+    let ran = run_into(&s, &["local", "local-prod"], &["lucy"], &flipped);
+    ran.expect_code(1).stderr_has("cloud `local-prod`");
+    assert!(flipper.stats().flipped >= 1, "{}", flipper.stats());
+    let doc = report(&ran);
+    let e = entry(&doc, "lucy");
+    assert_eq!(text(e, "status"), "failed", "{e:#}");
+    let local = per_cloud(e, "local");
+    assert_eq!(local["status"], "published", "{e:#}");
+    let local_id = text(local, "image_id").to_owned();
+    assert_current(&local_admin.image(&local_id), &s.stable("lucy"));
+    let failed = per_cloud(e, "local-prod");
+    assert_eq!(failed["status"], "failed", "{e:#}");
+    assert!(
+        text(failed, "error").contains("differs from ours"),
+        "the hash comparison of that cloud failed: {failed:#}"
+    );
+    assert!(
+        prod_admin.images_named(&s.prefix).is_empty(),
+        "nothing left in local-prod"
+    );
+    drop(flipper);
+
+    // The same build again without the fault: local already holds it (not sent again),
+    // local-prod gets it.
+    let ran = run_into(
+        &s,
+        &["local", "local-prod"],
+        &["lucy"],
+        &cloud::clouds_yaml(),
+    );
+    ran.expect_code(0);
+    let doc = report(&ran);
+    let e = entry(&doc, "lucy");
+    assert_eq!(text(e, "status"), "published", "{e:#}");
+    assert_eq!(per_cloud(e, "local")["status"], "skipped", "{e:#}");
+    assert_eq!(per_cloud(e, "local")["bytes_sent"], 0, "{e:#}");
+    assert_eq!(text(per_cloud(e, "local"), "image_id"), local_id);
+    assert_eq!(per_cloud(e, "local-prod")["status"], "published", "{e:#}");
+    assert_eq!(number(e, "bytes_sent"), number(e, "size"), "{e:#}");
+
+    // local-prod cannot delete its failed candidate: exit 3 (the worst), naming it, while
+    // local publishes sunraku.
+    let undeletable = Proxy::start(
+        prod,
+        vec![
+            Fault::Reject503 {
+                request: Request::upload(),
+                times: usize::MAX,
+            },
+            Fault::Reject503 {
+                request: Request::new("DELETE", "/v2/images/*"),
+                times: usize::MAX,
+            },
+        ],
+    );
+    let stuck = cloud::clouds_yaml_copy(s.dir.path(), |c| {
+        c["local-prod"]["image_endpoint_override"] = json!(undeletable.url());
+    });
+    let ran = run_into(&s, &["local", "local-prod"], &["sunraku"], &stuck);
+    ran.expect_code(3);
+    let doc = report(&ran);
+    let e = entry(&doc, "sunraku");
+    assert_eq!(e["cleanup_failed"], true, "{e:#}");
+    assert_eq!(per_cloud(e, "local")["status"], "published", "{e:#}");
+    let prod_entry = per_cloud(e, "local-prod");
+    assert_eq!(prod_entry["status"], "failed", "{e:#}");
+    assert_eq!(prod_entry["cleanup_failed"], true, "{e:#}");
+    let left = prod_admin.images_named(&s.stable("sunraku"));
+    assert_eq!(
+        left.len(),
+        1,
+        "the candidate is left in local-prod: {left:?}"
+    );
+    ran.stderr_has(&format!("openstack image delete {}", left[0].id));
+    let local_id = text(per_cloud(e, "local"), "image_id");
+    assert_current(&local_admin.image(local_id), &s.stable("sunraku"));
+}
+
+/// Flips the last byte of a file inside the Nix store, and flips it back when dropped, so the
+/// store path is sound again for whatever runs next.
+struct Tampered(std::path::PathBuf);
+
+impl Tampered {
+    fn flip(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).expect("stat").permissions().mode();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200))
+            .expect("make writable");
+        let mut bytes = std::fs::read(path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x5a;
+        std::fs::write(path, bytes).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .expect("restore mode");
+    }
+}
+
+impl Drop for Tampered {
+    fn drop(&mut self) {
+        Tampered::flip(&self.0);
+    }
+}
+
+#[test]
+fn a_store_output_changed_after_its_build_is_caught_while_it_streams_and_nothing_is_left() {
+    let _cloud = cloud::shared();
+    let s = two_clouds("tampered", &["attempts: 1"]);
+    // A build of this test's own, published into local to learn its store path.
+    let flake = s.changed_flake("it-publish-tampered");
+    let ran = {
+        let mut cmd = s.command(&flake, &["lucy"], &cloud::clouds_yaml());
+        util::run_std(&mut cmd)
+    };
+    ran.expect_code(0);
+    let doc = report(&ran);
+    let e = entry(&doc, "lucy");
+    let file = Path::new(text(e, "store_path")).join("nixos.qcow2");
+    let registered = {
+        let out = Command::new("nix")
+            .args(["path-info", "--json", text(e, "store_path")])
+            .env("NIX_CONFIG", crate::nix::offline_config())
+            .output()
+            .expect("nix path-info");
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("path-info json");
+        // Nix 2.8 prints a list; newer Nix an object keyed by store path.
+        let info = if doc.is_array() {
+            &doc[0]
+        } else {
+            &doc[text(e, "store_path")]
+        };
+        info["narHash"].as_str().expect("narHash").to_owned()
+    };
+
+    // One byte of the image changes in the store, far from the header and partition table:
+    // the structural checks pass, and the NAR hash computed while the bytes stream into
+    // local-prod does not match what Nix registered.
+    let _restore = {
+        Tampered::flip(&file);
+        Tampered(file.clone())
+    };
+    let mut cmd = util::cloud_pipeline(&cloud::clouds_yaml());
+    cmd.arg("run")
+        .arg(&s.pipeline)
+        .args(["--cloud", "local-prod", "--flake"])
+        .arg(&flake)
+        .args(["--profile", "lucy", "--json"]);
+    let ran = util::run_std(&mut cmd);
+    ran.expect_code(1)
+        .stderr_has("store integrity check failed")
+        .stderr_has(&registered);
+    let doc = report(&ran);
+    let e = entry(&doc, "lucy");
+    assert_eq!(text(e, "status"), "failed", "{e:#}");
+    assert_eq!(util::stage_status(e, "verify"), "ok", "{e:#}");
+    assert_eq!(util::stage_status(e, "upload"), "failed", "{e:#}");
+    let prod = Cloud::connect("local-prod-admin");
+    assert!(
+        prod.images_named(&s.prefix).is_empty(),
+        "no candidate of bytes Nix did not build is left: {:?}",
+        prod.images_named(&s.prefix)
+    );
 }
