@@ -43,10 +43,12 @@
 //!
 //! # The image digest
 //! The sha256 before the boot is [`BootOptions::expected_sha256`] when the caller already has
-//! it (the verify stage computed it in its single read), else it is computed here; the sha256
-//! after the boot is always computed. That is one extra read of the image (about 5–10 s for a
-//! 2–3 GB NixOS image) against the one thing that must never happen: publishing bytes that a
-//! boot modified.
+//! it (a full verify computed it in its single read), else it is computed here; the sha256
+//! after the boot is always computed. In a publishing pipeline verify leaves the digests to
+//! the upload, so a boot check that runs reads the image twice more (about 5–10 s each for a
+//! 2–3 GB NixOS image, and none on a re-run whose proof is cached) against the one thing that
+//! must never happen: publishing bytes that a boot modified. The upload's own read proves the
+//! NAR hash again in any case.
 
 pub mod accel;
 pub mod cache;
@@ -211,7 +213,7 @@ pub struct BootOptions {
     pub accel: Accel,
     /// Run [`precheck`] before booting (off only to watch a firmware fail on its own).
     pub precheck: bool,
-    /// The image's sha256 (hex) as computed by the verify stage; computed here when `None`.
+    /// The image's sha256 (hex) as computed by a full verify; computed here when `None`.
     pub expected_sha256: Option<String>,
     /// The QEMU program (default `qemu-system-x86_64` from `PATH`).
     pub qemu: PathBuf,
