@@ -1,7 +1,8 @@
 # bench.mk - `make bench`: benchmarks that print figures (never pass/fail), in release mode.
 # Included by the top-level Makefile; also usable alone: make -f mk/bench.mk bench
 #   bench-verify    pipeline verify vs sha512sum / openssl dgst on a cached 1 GiB qcow2
-#   bench-publish   pipeline run vs curl -T - vs openstack image create into the local Glance
+#   bench-publish   pipeline run vs curl -T - vs openstack image create into the local Glance,
+#                   at each size of BENCH_SIZES (GiB, default "1 4")
 #   bench-promote   pipeline promote vs openstack image save + image create between the clouds
 #   bench-hash      md5/sha256/sha512 throughput: sha2 0.11 (each backend), md-5, ring,
 #                   aws-lc-rs and the sha2-asm/md5-asm assembly, on a 1 GiB in-memory buffer
@@ -19,7 +20,7 @@ bench: bench-verify bench-publish bench-promote bench-hash
 bench-verify:
 	bash '$(BENCH_SCRIPTS)/verify.sh'
 
-## bench-publish: publish 1 GiB with pipeline, curl and the openstack CLI (local cloud)
+## bench-publish: publish 1 and 4 GiB with pipeline, curl and the openstack CLI (local cloud)
 bench-publish:
 	bash '$(BENCH_SCRIPTS)/publish.sh'
 
