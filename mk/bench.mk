@@ -11,7 +11,7 @@
 
 BENCH_SCRIPTS := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/../scripts/bench
 
-.PHONY: bench bench-verify bench-publish bench-promote bench-hash
+.PHONY: bench bench-verify bench-publish bench-promote bench-hash bench-two-clouds
 
 ## bench: run every benchmark (release build; tables in .run/bench/)
 bench: bench-verify bench-publish bench-promote bench-hash
@@ -27,6 +27,10 @@ bench-publish:
 ## bench-promote: copy 1 GiB from local to local-prod with pipeline and the openstack CLI
 bench-promote:
 	bash '$(BENCH_SCRIPTS)/promote.sh'
+
+## bench-two-clouds: one run publishing into local and local-prod vs one cloud vs two runs
+bench-two-clouds:
+	bash '$(BENCH_SCRIPTS)/two_clouds.sh'
 
 ## bench-hash: md5/sha256/sha512 throughput of sha2's backends, md-5, ring and aws-lc-rs (bench/hash)
 bench-hash:

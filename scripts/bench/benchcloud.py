@@ -97,3 +97,46 @@ def clear(glance: Glance, note: str = "") -> int:
             print(f"  deleting {image_id} in {glance.cloud}{note}", file=sys.stderr, flush=True)
         glance.delete(image_id)
     return len(ids)
+
+
+class ReportError(Exception):
+    """A run report that does not say what the benchmark needs."""
+
+
+def published(img: dict, clouds: list, size: int) -> dict:
+    """Checks that one image entry of a `pipeline run --report` published `size` bytes into
+    every cloud of `clouds`; returns {cloud: image id}.
+
+    With several clouds the entry must have the list `clouds`, one
+    {"cloud", "status", "image_id", "bytes_sent", "error"} per cloud, and the entry's own
+    `status` is "published" only when every cloud published. With one cloud the entry's own
+    `image_id` and `bytes_sent` are enough (a `clouds` list, when there, must agree)."""
+    who = img.get("profile", "?")
+    if img.get("status") != "published":
+        raise ReportError(f"{who}: status {img.get('status')!r}, error {img.get('error')!r}"
+                          + (f", clouds {json.dumps(img['clouds'])[:300]}"
+                             if img.get("clouds") else ""))
+    per_cloud = img.get("clouds")
+    if per_cloud is None:
+        if len(clouds) > 1:
+            raise ReportError(
+                f"{who}: the run report has no `clouds` list in its image entry, so this "
+                f"pipeline does not publish one build into several clouds yet (--cloud "
+                f"{' --cloud '.join(clouds)})"
+            )
+        if img.get("bytes_sent") != size or not img.get("image_id"):
+            raise ReportError(f"{who}: sent {img.get('bytes_sent')} bytes of {size}")
+        return {clouds[0]: img["image_id"]}
+    got = {c.get("cloud"): c for c in per_cloud}
+    if sorted(got) != sorted(clouds) or len(per_cloud) != len(clouds):
+        raise ReportError(f"{who}: `clouds` names {[c.get('cloud') for c in per_cloud]}, "
+                          f"expected {clouds}")
+    ids = {}
+    for name in clouds:
+        c = got[name]
+        if (c.get("status") != "published" or c.get("bytes_sent") != size
+                or c.get("error") is not None or not c.get("image_id")):
+            raise ReportError(f"{who}: {name}: {json.dumps(c)[:300]} (expected published, "
+                              f"{size} bytes sent, no error)")
+        ids[name] = c["image_id"]
+    return ids
