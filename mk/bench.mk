@@ -11,7 +11,7 @@
 
 BENCH_SCRIPTS := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/../scripts/bench
 
-.PHONY: bench bench-verify bench-publish bench-promote bench-hash bench-two-clouds
+.PHONY: bench bench-verify bench-publish bench-promote bench-hash bench-two-clouds bench-concurrency
 
 ## bench: run every benchmark (release build; tables in .run/bench/)
 bench: bench-verify bench-publish bench-promote bench-hash
@@ -31,6 +31,10 @@ bench-promote:
 ## bench-two-clouds: one run publishing into local and local-prod vs one cloud vs two runs
 bench-two-clouds:
 	bash '$(BENCH_SCRIPTS)/two_clouds.sh'
+
+## bench-concurrency: five profiles at concurrency 1, 2, 5 vs the slowest single publish (Glance workers 1, 2)
+bench-concurrency:
+	bash '$(BENCH_SCRIPTS)/concurrency.sh'
 
 ## bench-hash: md5/sha256/sha512 throughput of sha2's backends, md-5, ring and aws-lc-rs (bench/hash)
 bench-hash:

@@ -22,8 +22,8 @@
 # bench_flake DIR SPEC...   writes a flake whose images.<attr> are store copies of cached
 #                           images, builds them (GC roots under $out_dir) and prints
 #                           "ATTR STORE_PATH" lines; SPEC is ATTR:BOOT_MODE:DRV_NAME:FILE
-#                           (BOOT_MODE uefi or legacy-bios; a distinct DRV_NAME makes a
-#                           distinct store path for the same file)
+#                           (BOOT_MODE uefi or legacy-bios; DRV_NAME must differ between
+#                           the attributes, which also makes distinct store paths of one file)
 # bench_lucy_flake IMAGE    the flake $cache/flake-publish-SIZE whose images.lucy is a store
 #                           copy of IMAGE (a verify-SIZE.qcow2 of image.sh); sets $flake and
 #                           $store_out (the copy's store path)
@@ -157,13 +157,20 @@ NIX
   } >"$dir/flake.nix.tmp"
   mv "$dir/flake.nix.tmp" "$dir/flake.nix"
   echo "bench: building $dir's store copies of the images (a no-op once built)" >&2
-  # (Nix 2.8 has no --print-out-paths; --json does.)
-  local outs i=0 out
-  outs=$(nix build --no-link --json "${installables[@]}" |
-    python3 -c 'import json, sys; print("\n".join(d["outputs"]["out"] for d in json.load(sys.stdin)))')
+  # (Nix 2.8 has no --print-out-paths; --json does, in an order of its own: each output is
+  # matched to its attribute by its derivation name.)
+  local outs i out
+  outs=$(nix build --no-link --json "${installables[@]}" | python3 -c '
+import json, sys
+outs = [d["outputs"]["out"] for d in json.load(sys.stdin)]
+for name in sys.argv[1:]:
+    match = [o for o in outs if o.rsplit("/", 1)[-1][33:] == name]
+    print(match[0] if match else "")
+' "${names[@]}")
+  i=0
   while read -r out; do
-    if [ "${out%-"${names[$i]}"}" = "$out" ]; then
-      echo "bench: nix build gave $out for images.${attrs[$i]}, expected a path named ${names[$i]}" >&2
+    if [ -z "$out" ]; then
+      echo "bench: nix build gave no store path named ${names[$i]} (images.${attrs[$i]})" >&2
       exit 1
     fi
     # An indirect GC root, so a garbage collection elsewhere cannot delete the copy mid-run;
