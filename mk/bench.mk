@@ -11,7 +11,7 @@
 
 BENCH_SCRIPTS := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/../scripts/bench
 
-.PHONY: bench bench-verify bench-publish bench-promote bench-hash bench-two-clouds bench-concurrency
+.PHONY: bench bench-verify bench-publish bench-promote bench-hash bench-two-clouds bench-concurrency bench-rerun
 
 ## bench: run every benchmark (release build; tables in .run/bench/)
 bench: bench-verify bench-publish bench-promote bench-hash
@@ -35,6 +35,10 @@ bench-two-clouds:
 ## bench-concurrency: five profiles at concurrency 1, 2, 5 vs the slowest single publish (Glance workers 1, 2)
 bench-concurrency:
 	bash '$(BENCH_SCRIPTS)/concurrency.sh'
+
+## bench-rerun: publish-all again with nothing changed: wall time, all skipped, no QEMU started
+bench-rerun:
+	bash '$(BENCH_SCRIPTS)/rerun.sh'
 
 ## bench-hash: md5/sha256/sha512 throughput of sha2's backends, md-5, ring and aws-lc-rs (bench/hash)
 bench-hash:
