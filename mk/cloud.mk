@@ -2,6 +2,10 @@
 # local-small, local-short, local-short-b; CLOUD_NAMES picks fewer).
 # Included by the top-level Makefile; also usable alone: make -f mk/cloud.mk cloud-up
 # Needs python3 (>= 3.10, with venv), curl and flock; Python packages come from PyPI only.
+# CLOUD_GLANCE_WORKERS=N (default 1): gunicorn worker processes of every Glance cloud-up
+# starts, e.g. make cloud-up CLOUD_GLANCE_WORKERS=2 (a running cloud keeps its count until
+# cloud-down). Ports: CLOUD_LOCAL_KEYSTONE_PORT, CLOUD_LOCAL_GLANCE_PORT, CLOUD_PROD_*, ...
+# (scripts/cloud/common.sh).
 
 CLOUD_DIR ?= $(CURDIR)/.run/cloud
 CLOUD_SCRIPTS := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../scripts/cloud)

@@ -24,7 +24,8 @@ has() { [[ " $flags " == *" $1 "* ]]; }
 
 echo "bench: cargo build --release (sha2 0.11, md-5, ring, aws-lc-rs, sha2-asm, md5-asm)" >&2
 unset RUSTFLAGS
-"$cargo" build --release --locked --quiet
+# Its own target directory, also when CARGO_TARGET_DIR points elsewhere.
+"$cargo" build --release --locked --quiet --target-dir target
 builds=("$PWD/target/release/hash-bench")
 notes=("$(rustc --version), release profile as the pipeline's; the default build (no RUSTFLAGS) is what the pipeline runs")
 

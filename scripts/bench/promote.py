@@ -15,7 +15,7 @@ import shutil
 import sys
 
 import measure
-from publish import PREFIX, Glance, check_active
+from benchcloud import PREFIX, Glance, check_active
 
 STABLE = PREFIX + "promote-lucy"
 

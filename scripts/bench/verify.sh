@@ -7,17 +7,11 @@
 # BENCH_ROUNDS (default 3) sets the number of alternating rounds; BENCH_NIX=0 skips the
 # store copy (it needs nix-store).
 set -euo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
-here=scripts/bench
-rounds=${BENCH_ROUNDS:-3}
-out_dir=.run/bench
+# shellcheck source=scripts/bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bash "$here/install.sh"
-echo "bench: cargo build --release" >&2
-${CARGO:-cargo} build --release --locked --bin pipeline
-pipeline=$root/target/release/pipeline
+bench_pipeline
 
 image=$("$here/image.sh")
 files=("$image")

@@ -38,6 +38,9 @@ CLOUD_SHORT_GLANCE_PORT=${CLOUD_SHORT_GLANCE_PORT:-49292}
 CLOUD_SHORT_B_KEYSTONE_PORT=${CLOUD_SHORT_B_KEYSTONE_PORT:-55000}
 CLOUD_SHORT_B_GLANCE_PORT=${CLOUD_SHORT_B_GLANCE_PORT:-59292}
 CLOUD_SHORT_TOKEN_SECONDS=${CLOUD_SHORT_TOKEN_SECONDS:-30}
+# gunicorn `workers` (processes) of every Glance up.sh starts; each runs 8 threads. A positive
+# integer, checked by up.sh. 1 unless asked: see README.md ("Glance workers").
+CLOUD_GLANCE_WORKERS=${CLOUD_GLANCE_WORKERS:-1}
 # The demo needs only the first two (CLOUD_NAMES="local local-prod").
 CLOUD_NAMES=${CLOUD_NAMES:-local local-prod local-small local-short local-short-b}
 SERVERS="keystone glance-api"

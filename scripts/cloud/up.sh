@@ -12,10 +12,15 @@
 # Idempotent: builds the venv if missing (install.sh), configures and bootstraps each cloud
 # once, starts only the servers that are not running, then checks each cloud end to end
 # (a member token is issued and GET /v2/images answers). When everything already runs it
-# only says so. Settings: see common.sh (ports, CLOUD_DIR, CLOUD_VENV) and CLOUD_PARALLEL
-# (1 = bring both clouds up at once, the default; 0 = one after the other).
+# only says so. Settings: see common.sh (ports, CLOUD_DIR, CLOUD_VENV, CLOUD_GLANCE_WORKERS)
+# and CLOUD_PARALLEL (1 = bring both clouds up at once, the default; 0 = one after the other).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+if ! [[ $CLOUD_GLANCE_WORKERS =~ ^[1-9][0-9]*$ ]]; then
+  echo "up.sh: ERROR: CLOUD_GLANCE_WORKERS must be a positive integer (the number of Glance worker processes), got '$CLOUD_GLANCE_WORKERS'" >&2
+  exit 1
+fi
 
 mkdir -p "$CLOUD_DIR"
 CLOUD_DIR=$(cd "$CLOUD_DIR" && pwd)
@@ -34,12 +39,17 @@ member_password() { echo "publisher-$1-secret"; }
 MEMBER_USER=publisher
 MEMBER_PROJECT=hephaestus
 
+# glance_workers CLOUD -> the `workers` of that cloud's Glance as last configured (or "?")
+glance_workers() {
+  sed -n 's/^workers = \([0-9]*\)$/\1/p' "$CLOUD_DIR/$1/etc/glance-api.gunicorn.py" 2>/dev/null | grep . || echo '?'
+}
+
 summary() {
   local c ks gl s
   for c in $CLOUD_NAMES; do
     read -r ks gl < <(ports_of "$c")
     s=$(scheme_of "$c")
-    echo "  $c: keystone $s://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance $s://$HOST:$gl (pid $(ours "$c" glance-api || echo -))"
+    echo "  $c: keystone $s://$HOST:$ks/v3 (pid $(ours "$c" keystone || echo -)), glance $s://$HOST:$gl (pid $(ours "$c" glance-api || echo -), $(glance_workers "$c") worker(s))"
   done
   echo "  clouds: $CLOUD_NAMES (user $MEMBER_USER, member of $MEMBER_PROJECT), each also as <cloud>-admin"
   echo "  use:    . $CLOUD_DIR/env.sh && \"\$CLOUD_VENV/bin/openstack\" --os-cloud local image list"
@@ -52,6 +62,11 @@ all_running() {
 }
 if all_running && [ -s "$CLOUD_DIR/clouds.yaml" ] && [ -s "$CLOUD_DIR/env.sh" ]; then
   say "already running (run down.sh first to change settings)"
+  for c in $CLOUD_NAMES; do
+    if [ "$(glance_workers "$c")" != "$CLOUD_GLANCE_WORKERS" ]; then
+      echo "up.sh: note: $c's running Glance has $(glance_workers "$c") worker(s), not CLOUD_GLANCE_WORKERS=$CLOUD_GLANCE_WORKERS; run down.sh first to change it" >&2
+    fi
+  done
   summary
   exit 0
 fi
@@ -146,27 +161,27 @@ keyfile = \"$TLS_DIR/server.key\""
            "$DATA/locks" "$LOG" "$RUN"
 
   # ---- configuration (rewritten on every start; cheap) ----
-  gunicorn_conf() { # NAME APP PORT THREADS ENVVAR=DIR [PYTHONPATH]
+  gunicorn_conf() { # NAME APP PORT WORKERS THREADS ENVVAR=DIR [PYTHONPATH]
     cat > "$ETC/$1.gunicorn.py" <<CONF
 # gunicorn must get NO command-line arguments: keystone parses sys.argv itself,
 # so up.sh starts plain gunicorn with GUNICORN_CMD_ARGS="-c <this file>".
 wsgi_app = "$2"
 bind = "$HOST:$3"
-workers = 1
+workers = $4
 worker_class = "gthread"
-threads = $4
+threads = $5
 timeout = 600
 graceful_timeout = 5
 chdir = "$D"
 pidfile = "$RUN/$1.pid"
 errorlog = "$LOG/$1.gunicorn.log"
 accesslog = "$LOG/$1.access.log"
-raw_env = ["$5"]
+raw_env = ["$6"]
 # gunicorn 25 otherwise shares \$HOME/.gunicorn/gunicorn.ctl between all instances
 control_socket_disable = True
 $tls_conf
 CONF
-    if [ -n "${6:-}" ]; then echo "pythonpath = \"$6\"" >> "$ETC/$1.gunicorn.py"; fi
+    if [ -n "${7:-}" ]; then echo "pythonpath = \"$7\"" >> "$ETC/$1.gunicorn.py"; fi
   }
 
   token_lifetime=""
@@ -198,7 +213,7 @@ CONF
   # holds a read snapshot (SQLITE_BUSY_SNAPSHOT: no timeout helps), and BEGIN IMMEDIATE
   # deadlocks keystone's nested sessions. Serialised, nothing can collide; the GIL already
   # made the threads take turns, so token throughput is about the same.
-  gunicorn_conf keystone keystone.wsgi.api:application "$KS_PORT" 1 \
+  gunicorn_conf keystone keystone.wsgi.api:application "$KS_PORT" 1 1 \
     "OS_KEYSTONE_CONFIG_DIR=$ETC/keystone"
 
   size_cap=""
@@ -244,8 +259,8 @@ username = glance
 password = $GLANCE_PASSWORD
 CONF
   cp "$CLOUD_SCRIPTS/glance_wsgi.py" "$ETC/glance/hephaestus_glance_wsgi.py"
-  gunicorn_conf glance-api hephaestus_glance_wsgi:application "$GL_PORT" 8 \
-    "OS_GLANCE_CONFIG_DIR=$ETC/glance" "$ETC/glance"
+  gunicorn_conf glance-api hephaestus_glance_wsgi:application "$GL_PORT" \
+    "$CLOUD_GLANCE_WORKERS" 8 "OS_GLANCE_CONFIG_DIR=$ETC/glance" "$ETC/glance"
 
   spawn() { # spawn SERVER: start its gunicorn master, detached; returns once its pid file is ours
     GUNICORN_CMD_ARGS="-c $ETC/$1.gunicorn.py" setsid "$B/gunicorn" \
