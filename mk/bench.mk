@@ -11,8 +11,7 @@
 #   bench-hash         md5/sha256/sha512 throughput: sha2 0.11 (each backend), md-5, ring,
 #                      aws-lc-rs and the sha2-asm/md5-asm assembly, on a 1 GiB in-memory buffer
 #   bench-two-clouds   one run with --cloud local --cloud local-prod vs one cloud vs two runs
-#                      (BENCH_CASES, default "a b c"; case b needs repeatable --cloud); last in
-#                      `bench`, so a pipeline without it stops nothing else
+#                      (BENCH_CASES, default "a b c"); last in `bench`
 # Tables are written to .run/bench/. BENCH_ROUNDS=N changes the number of rounds (default 3;
 # 5 for bench-hash, whose BENCH_HASH_MIB sets the buffer size). The clouds are those of
 # CLOUD_DIR (default .run/cloud), started and stopped by the benchmark when not running, on

@@ -76,7 +76,7 @@ def measure_series(args) -> int:
                 samples[key].append(s)
                 measure.progress(
                     f"  workers {args.workers} round {r + 1}/{args.rounds}  {key:<16} "
-                    f"{s.wall:7.2f} s  cpu {s.cpu:6.2f} s  rss {s.own_rss_kib / 1024:6.1f} MiB  "
+                    f"{s.wall:7.2f} s  cpu {s.cpu:6.2f} s  servers {s.server_cpu:6.2f} s  rss {s.own_rss_kib / 1024:6.1f} MiB  "
                     f"read {s.rchar / measure.MIB:6.0f} MiB"
                 )
     except measure.CommandFailed as e:
@@ -130,6 +130,7 @@ def report(args) -> int:
                 f"{s.wall:.2f} ({s.wall_min:.2f}–{s.wall_max:.2f})",
                 f"{s.wall / slowest:.2f}×",
                 f"{s.cpu:.2f}",
+                f"{s.server_cpu:.2f}",
                 f"{s.own_rss_mib:.1f}",
                 f"{s.rchar_mib / (size / measure.MIB):.3f}",
             ])
@@ -143,7 +144,7 @@ def report(args) -> int:
         )
     table = measure.markdown_table(
         ["concurrency", "Glance workers", "wall s, median (min–max)",
-         "wall / slowest single", "CPU s (user+sys)", "peak RSS MiB (own)",
+         "wall / slowest single", "CPU s (user+sys)", "servers' CPU s", "peak RSS MiB (own)",
          "rchar / bytes published"],
         rows,
     )
@@ -173,8 +174,9 @@ Notes:
   the slowest one; 5× is no overlap at all.
 - CPU = user+sys of `pipeline` and its children (GNU time); peak RSS = the `pipeline`
   process alone (VmHWM sampled every 50 ms); rchar / bytes published = bytes returned by read
-  calls (children included) over the bytes of the images the run published. Glance's own CPU
-  is in no figure. Logs of each run: concurrency-wW-CASE-N.log beside this file.
+  calls (children included) over the bytes of the images the run published; servers' CPU =
+  user+sys of the cloud's Keystone and Glance processes (every thread, masters and workers)
+  meanwhile. Logs of each run: concurrency-wW-CASE-N.log beside this file.
 """
     measure.write_report(doc, args.out)
     return 0

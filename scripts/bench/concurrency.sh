@@ -60,6 +60,8 @@ for c in "${levels[@]}"; do
 done
 
 bench_clouds_up local
+# measure.py counts the CPU these servers use during each measured run.
+export BENCH_CLOUD_DIR=$cloud_dir BENCH_SERVER_CLOUDS=local
 notes=()
 if [ -n "$bench_started" ]; then
   todo=("${workers[@]}")

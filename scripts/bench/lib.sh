@@ -31,6 +31,10 @@
 #                           writes a publishing pipeline (evaluate, build, tag, verify, upload
 #                           as hephaestus-bench-{profile}; boot-check skipped with a reason)
 #                           for the YAML list PROFILES, e.g. "[lucy]"
+# bench_pin_clouds CPUS NAME...
+#                           sets the CPU affinity (taskset) of every thread of these running
+#                           clouds' servers, Keystone and Glance, masters and workers, to CPUS
+#                           (e.g. 0; "0-$(($(nproc) - 1))" gives them every CPU again)
 # bench_size_args           the image sizes to use, one per line, as image.sh takes them:
 #                           BENCH_MIB (MiB, for smoke tests; a list for bench-publish) wins,
 #                           else the GiB sizes given as arguments
@@ -113,6 +117,24 @@ bench_clouds_restart() {
     CLOUD_NAMES="$bench_started"
   make --no-print-directory -f mk/cloud.mk cloud-up CLOUD_DIR="$cloud_dir" \
     CLOUD_NAMES="$bench_started"
+}
+
+bench_pin_clouds() {
+  local cpus=$1 c server pid kid
+  shift
+  for c in "$@"; do
+    for server in keystone glance-api; do
+      pid=$(
+        CLOUD_DIR=$cloud_dir
+        # shellcheck source=scripts/cloud/common.sh
+        . "$root/scripts/cloud/common.sh"
+        ours "$c" "$server"
+      ) || continue
+      for kid in "$pid" $(pgrep -P "$pid"); do
+        taskset -a -pc "$cpus" "$kid" >/dev/null
+      done
+    done
+  done
 }
 
 bench_glance_workers() {

@@ -46,6 +46,8 @@ class Sample:
     write_bytes: int  # bytes the command caused to be written to the block device
     stdout: str
     stderr: str
+    server_cpu: float = 0.0  # seconds of CPU the cloud's servers spent meanwhile
+
 
     @property
     def cpu(self) -> float:
@@ -89,6 +91,38 @@ class _HwmSampler(threading.Thread):
             self.stop.wait(0.05)
 
 
+def _server_pids() -> list:
+    """The pids of the servers of BENCH_SERVER_CLOUDS (space-separated cloud names) under
+    BENCH_CLOUD_DIR: each Keystone's and Glance's gunicorn master and its workers."""
+    cloud_dir = os.environ.get("BENCH_CLOUD_DIR", "")
+    pids = []
+    for cloud in os.environ.get("BENCH_SERVER_CLOUDS", "").split():
+        for server in ("keystone", "glance-api"):
+            try:
+                with open(f"{cloud_dir}/{cloud}/run/{server}.pid") as f:
+                    pid = int(f.read().strip())
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    pids += [pid, *(int(k) for k in f.read().split())]
+            except (OSError, ValueError):
+                continue
+    return pids
+
+
+def server_cpu() -> float:
+    """CPU seconds (user + sys, every thread) the cloud servers have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _server_pids():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state is field 3, utime 14 and stime 15.
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def run(argv: list, env=None, stdin_path=None) -> Sample:
     """Run argv and measure it: stdin is stdin_path (else closed), stdout is kept, stderr
     only for the error. Bytes the command reads from stdin count in its `rchar`."""
@@ -98,6 +132,7 @@ def run(argv: list, env=None, stdin_path=None) -> Sample:
         err_path = os.path.join(tmp, "stderr")
         stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            servers_before = server_cpu()
             start = time.perf_counter_ns()
             proc = subprocess.Popen(
                 [GNU_TIME, "-f", "%U %S %M", "-o", rusage, *argv],
@@ -110,6 +145,7 @@ def run(argv: list, env=None, stdin_path=None) -> Sample:
             sampler.start()
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             wall = (time.perf_counter_ns() - start) / 1e9
+            servers = server_cpu() - servers_before
             io = _io_counters(proc.pid)
             sampler.stop.set()
             sampler.join()
@@ -139,6 +175,7 @@ def run(argv: list, env=None, stdin_path=None) -> Sample:
         write_bytes=io.get("write_bytes", 0),
         stdout=stdout,
         stderr=stderr,
+        server_cpu=servers,
     )
 
 
@@ -164,6 +201,10 @@ class Summary:
     @property
     def cpu(self) -> float:
         return statistics.median(s.cpu for s in self.samples)
+
+    @property
+    def server_cpu(self) -> float:
+        return statistics.median(s.server_cpu for s in self.samples)
 
     @property
     def rss_mib(self) -> float:

@@ -103,7 +103,7 @@ def measure_case(args, glance, image, flake, tmp, log_dir, tag):
             results[key].samples.append(s)
             measure.progress(
                 f"  {size_label(size)} round {r + 1}/{args.rounds}  {NAMES[key]:<32} "
-                f"{s.wall:6.2f} s  cpu {s.cpu:5.2f} s  rss {s.own_rss_kib / 1024:6.1f} MiB  "
+                f"{s.wall:6.2f} s  cpu {s.cpu:5.2f} s  servers {s.server_cpu:5.2f} s  rss {s.own_rss_kib / 1024:6.1f} MiB  "
                 f"read {s.rchar / measure.MIB:6.0f} MiB"
             )
     return results, stages
@@ -120,6 +120,8 @@ def case_table(size, results, stages):
             f"{s.wall / cu.wall:.2f}×",
             f"{mib / s.wall:.0f}",
             f"{s.cpu:.2f}",
+            f"{s.server_cpu:.2f}",
+            f"{s.cpu + s.server_cpu:.2f}",
             f"{s.own_rss_mib:.1f}",
             f"{s.rss_mib:.1f}",
             f"{s.rchar_mib:.0f}",
@@ -129,14 +131,14 @@ def case_table(size, results, stages):
     up = statistics.median(stages["upload"])
     ver = statistics.median(stages["verify"])
     other = statistics.median(stages["other"])
-    blank = [""] * 6
+    blank = [""] * 8
     rows.append(["  of which: upload stage (run report)", f"{up:.2f}", f"{up / cu.wall:.2f}×",
                  f"{mib / up:.0f}", *blank])
     rows.append(["  of which: verify stage (run report)", f"{ver:.2f}", "", "", *blank])
     rows.append(["  of which: outside the stages", f"{other:.2f}", "", "", *blank])
     table = measure.markdown_table(
         ["client", "wall s, median (min–max)", "wall / curl", "MiB/s", "CPU s (user+sys)",
-         "peak RSS MiB (own)", "with children", "rchar MiB", "rchar / size", "disk MiB"],
+         "servers' CPU s", "CPU s, both", "peak RSS MiB (own)", "with children", "rchar MiB", "rchar / size", "disk MiB"],
         rows,
     )
     pl, cli = results["pipeline"], results["cli"]
@@ -246,9 +248,11 @@ Machine: {load_before} before, {measure.machine_line().split(", load average ")[
 
 {body}
 What each client does: `pipeline run` = the whole run of a one-profile pipeline (nix
-evaluation, a build that is already done, tag, verify = qcow2 + partition table + NAR hash +
-md5/sha256/sha512, no boot (its boot-check stage is skipped with a reason), then upload =
-create hidden candidate, stream PUT /file, wait active, compare Glance's hashes, make current);
+evaluation, a build that is already done, tag, verify = qcow2 header, tables and partition
+table (what needs no full read), no boot (its boot-check stage is skipped with a reason), then
+upload = create hidden candidate, one read of the store output that recomputes its NAR hash
+and md5/sha256/sha512 while PUT /file streams it, wait active, compare Glance's hashes, record
+the sdk's hashes, make current); all three clients read the same file, the store copy;
 its stage times come from its `--report`, "outside the stages" is the rest of its wall time
 (start-up, authentication, nix evaluation of the flake, the report); its log of each round is
 in publish-SIZE-pipeline-N.log beside this file. `curl` = only the PUT of the bytes into an
@@ -260,8 +264,10 @@ curl's median; MiB/s = file size / wall; CPU = user+sys of the client and its ch
 time); peak RSS = the client process alone (VmHWM sampled every 50 ms), "with children" = GNU
 time's figure including child processes (the `nix` commands `pipeline` runs); rchar = bytes
 returned by read calls (/proc/PID/io, page-cache hits and children included), over the file
-size = how many times the file was read; disk = `read_bytes` (from the block device). Glance's
-own CPU is not counted in any client's figures.
+size = how many times the file was read; disk = `read_bytes` (from the block device);
+servers' CPU = user+sys the cloud's Keystone and Glance processes (every thread, masters and
+workers, from /proc/PID/stat) used while the client ran; "both" = the client's and the
+servers' together, what the machine's CPUs had to give during the run.
 """
     measure.write_report(doc, args.out)
     return 0

@@ -46,6 +46,7 @@ def combined(samples: list) -> measure.Sample:
         write_bytes=sum(s.write_bytes for s in samples),
         stdout="".join(s.stdout for s in samples),
         stderr="".join(s.stderr for s in samples),
+        server_cpu=sum(s.server_cpu for s in samples),
     )
 
 
@@ -89,8 +90,8 @@ def main() -> int:
             if len(clouds) > 1 and ("cannot be used multiple times" in text
                                     or "unexpected argument" in text):
                 raise SystemExit(
-                    "bench: this pipeline does not take --cloud more than once yet, so case "
-                    "(b) cannot run; BENCH_CASES='a c' measures the rest.\n" + text
+                    "bench: this pipeline binary does not take --cloud more than once, so "
+                    "case (b) cannot run; BENCH_CASES='a c' measures the rest.\n" + text
                 ) from None
             raise
         with open(os.path.join(log_dir, log), "w") as f:
@@ -130,7 +131,8 @@ def main() -> int:
                 results[key].samples.append(s)
                 measure.progress(
                     f"  round {r + 1}/{args.rounds}  {NAMES[key]:<46} {s.wall:6.2f} s  "
-                    f"cpu {s.cpu:5.2f} s  rss {s.own_rss_kib / 1024:6.1f} MiB  "
+                    f"cpu {s.cpu:5.2f} s  servers {s.server_cpu:5.2f} s  "
+                    f"rss {s.own_rss_kib / 1024:6.1f} MiB  "
                     f"read {s.rchar / measure.MIB:6.0f} MiB"
                 )
     except measure.CommandFailed as e:
@@ -150,13 +152,15 @@ def main() -> int:
             f"{s.wall:.2f} ({s.wall_min:.2f}–{s.wall_max:.2f})",
             f"{s.wall / base.wall:.2f}×" if base else "",
             f"{s.cpu:.2f}",
+            f"{s.server_cpu:.2f}",
+            f"{s.cpu + s.server_cpu:.2f}",
             f"{s.own_rss_mib:.1f}",
             f"{s.rchar_mib:.0f}",
             f"{s.rchar_mib / mib:.3f}",
         ])
     table = measure.markdown_table(
         ["case", "wall s, median (min–max)", "wall / (a)", "CPU s (user+sys)",
-         "peak RSS MiB (own)", "rchar MiB", "rchar / size"],
+         "servers' CPU s", "CPU s, both", "peak RSS MiB (own)", "rchar MiB", "rchar / size"],
         rows,
     )
 
@@ -197,7 +201,9 @@ Columns: wall = median elapsed time (min–max over the rounds), for (c) the two
 CPU = user+sys of `pipeline` and its children (GNU time); peak RSS = the `pipeline` process
 alone (VmHWM sampled every 50 ms; for (c) the larger of the two runs); rchar = bytes returned
 by read calls (/proc/PID/io, children included), over the file size = how many times the file
-was read. Each run's report was checked: every cloud `published` with the whole file sent.
+was read; servers' CPU = user+sys the clouds' Keystone and Glance processes (every thread,
+masters and workers, /proc/PID/stat) used meanwhile; "both" = client and servers together,
+what the machine's CPUs had to give. Each run's report was checked: every cloud `published` with the whole file sent.
 Logs of each run are in two-clouds-CASE-N.log beside this file.
 """
     measure.write_report(doc, args.out)

@@ -24,6 +24,8 @@ image=$("$here/image.sh" "$(bench_size_args 1)")
 # shellcheck source=scripts/nix-env.sh
 . scripts/nix-env.sh
 bench_clouds_up local local-prod
+# measure.py counts the CPU these servers use during each measured run.
+export BENCH_CLOUD_DIR=$cloud_dir BENCH_SERVER_CLOUDS="local local-prod"
 
 bench_lucy_flake "$image"
 bench_pipeline_yaml "$out_dir/two-clouds.yaml" "[lucy]" 1

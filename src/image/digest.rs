@@ -145,6 +145,39 @@ impl MultiHasher {
     }
 }
 
+/// Computes md5, sha256 and sha512 of the bytes it is fed, on the calling thread.
+///
+/// For a reader whose bytes go somewhere slower than one core hashes them (an upload): one
+/// thread busy with all three leaves the other cores to whatever the bytes are waiting for,
+/// where [`MultiHasher`]'s three threads would compete with it.
+#[derive(Default)]
+pub struct SerialHasher {
+    size: u64,
+    md5: Md5,
+    sha256: Sha256,
+    sha512: Sha512,
+}
+
+impl SerialHasher {
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        self.md5.update(bytes);
+        self.sha256.update(bytes);
+        self.sha512.update(bytes);
+    }
+
+    /// The size and digests of everything fed.
+    pub fn finish(self) -> Digests {
+        Digests {
+            size: self.size,
+            md5: crate::image::hex(&self.md5.finalize()),
+            sha256: crate::image::hex(&self.sha256.finalize()),
+            sha512: crate::image::hex(&self.sha512.finalize()),
+        }
+    }
+}
+
 /// Reads `path` once, in [`CHUNK`]-sized pieces, and returns its size and digests.
 pub fn digest_file(path: &Path) -> Result<Digests, Error> {
     let read_err = |source| Error::Read {
@@ -236,6 +269,15 @@ mod tests {
             "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
              2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
         );
+    }
+
+    #[test]
+    fn one_thread_gives_the_digests_of_three() {
+        let data: Vec<u8> = (0..CHUNK + 77).map(|i| (i % 253) as u8).collect();
+        let mut serial = SerialHasher::default();
+        serial.update(&data[..10]);
+        serial.update(&data[10..]);
+        assert_eq!(serial.finish(), digests_of(&[&data]));
     }
 
     #[test]

@@ -411,6 +411,45 @@ fn slow_upload_under_way(s: &Setup, min_bytes: u64) -> (Background, Proxy) {
 }
 
 #[test]
+fn fault_proxy_the_sdk_hashes_appear_only_after_the_bytes_are_in_and_checked() {
+    let _cloud = cloud::shared();
+    let s = Setup::new("late-hashes");
+    // While the bytes flow (slowly, through the proxy), the candidate carries no hash of
+    // them: nothing about bytes still on their way is recorded.
+    let (run, _proxy) = slow_upload_under_way(&s, 150_000);
+    let admin = Cloud::connect("local-admin");
+    let during = admin.images_named(&s.prefix);
+    assert_eq!(during.len(), 1, "one candidate: {during:?}");
+    let candidate = &during[0];
+    assert!(
+        cloud::has(candidate, "candidate"),
+        "{}",
+        cloud::describe(candidate)
+    );
+    for key in [
+        "owner_specified.openstack.sha256",
+        "owner_specified.openstack.md5",
+    ] {
+        assert_eq!(candidate.property(key), None, "{key} during the upload");
+    }
+    let ran = run.finish(Duration::from_secs(300), "pipeline did not finish");
+    ran.expect_code(0);
+    let report = report(&ran);
+    let e = entry(&report, "lucy");
+    let image = admin.image(text(e, "image_id"));
+    assert_eq!(image.id, candidate.id, "the candidate became current");
+    assert_current(&image, &s.stable("lucy"));
+    assert_eq!(
+        image.property("owner_specified.openstack.sha256"),
+        e["sha256"].as_str()
+    );
+    assert_eq!(
+        image.property("owner_specified.openstack.md5"),
+        e["md5"].as_str()
+    );
+}
+
+#[test]
 fn fault_proxy_glance_killed_mid_upload_leaves_nothing_half_made_and_the_current_untouched() {
     // Glance of `local` goes away for seconds: no other test of this binary may use it then.
     let _alone = cloud::exclusive();
