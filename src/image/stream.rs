@@ -468,6 +468,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_slowest_consumer_sets_the_pace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, data) = sample(dir.path(), CHUNK * (QUEUE + 8));
+        let source = Source::start(out.join("disk.qcow2"), Some(store_of(&out)), 2).unwrap();
+        let mut fast = source.open(0).unwrap();
+        let slow = source.open(1).unwrap();
+        // While the slow consumer takes nothing, the reader stops once its queue is full:
+        // the fast one gets that queue's worth and the chunk the reader holds, no more.
+        let mut early = Vec::new();
+        while let Ok(Some(chunk)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), fast.rx.recv()).await
+        {
+            early.push(chunk.unwrap());
+        }
+        assert!(
+            (1..=QUEUE + 1).contains(&early.len()),
+            "the reader ran {} chunks ahead of a consumer that took none",
+            early.len()
+        );
+        let ((slow_bytes, _, _), (rest, outcome, _)) = tokio::join!(drain(slow), drain(fast));
+        assert_eq!(slow_bytes, data);
+        let fast_bytes: Vec<u8> = early
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .chain(rest)
+            .collect();
+        assert_eq!(fast_bytes, data);
+        assert_eq!(outcome.unwrap().digests.size, data.len() as u64);
+    }
+
+    #[tokio::test]
     async fn a_changed_store_output_ends_every_body_in_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (out, mut data) = sample(dir.path(), CHUNK + 5);
