@@ -2,8 +2,8 @@
 # Install what the boot check (src/boot, `pipeline boot-check`) and the bootable fixture images
 # need: QEMU's x86 system emulator, OVMF (UEFI) and SeaBIOS firmware, xorriso (the config drive
 # each boot gets), and the fixture builders' tools (GRUB's EFI and i386-pc modules, nasm,
-# mtools, cpio for the guests' initramfs). Idempotent; needs root and apt. The guests' kernel
-# comes from scripts/install-guest.sh.
+# mtools, cpio for the guests' initramfs). Idempotent; needs root and apt only when something is
+# missing. The guests' kernel comes from scripts/install-guest.sh.
 #
 # Why bookworm-backports for QEMU: qemu-img may be the backports build (qemu-utils 1:10.x~bpo12),
 # and bookworm's own qemu-system-x86 (1:7.2) Breaks it, so a plain `apt-get install
@@ -13,12 +13,9 @@
 # changes nothing unless a package is asked for from it by name, as below.
 # Every apt transaction is simulated first and refused if it would remove anything.
 set -euo pipefail
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-boot: must run as root (apt-get)" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
+APT_WHO=install-boot
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # shellcheck source=/dev/null
 . /etc/os-release
@@ -54,6 +51,7 @@ if [ "${#want_qemu[@]}" -eq 0 ] && [ "${#want_other[@]}" -eq 0 ]; then
   exit 0
 fi
 
+apt_need_root "${want_qemu[@]}" "${want_other[@]}"
 start=$(date +%s)
 if [ "${#want_qemu[@]}" -gt 0 ] && ! apt-cache policy | grep -q " $bpo/"; then
   echo "install-boot: adding $bpo through $sources_file" >&2
@@ -66,18 +64,10 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 fi
-apt-get update -qq
-
 targets=("${want_other[@]}")
 for p in "${want_qemu[@]}"; do targets+=("$p/$bpo"); done
 echo "install-boot: installing ${targets[*]}" >&2
-plan=$(apt-get install -s -y --no-install-recommends "${targets[@]}")
-if printf '%s\n' "$plan" | grep -q '^Remv'; then
-  echo "install-boot: refusing: apt would remove installed packages:" >&2
-  printf '%s\n' "$plan" | grep '^Remv' >&2
-  exit 1
-fi
-apt-get install -y -qq --no-install-recommends "${targets[@]}" >/dev/null
+apt_install "${targets[@]}"
 
 for tool in qemu-system-x86_64 qemu-img grub-mkimage nasm mformat mcopy xorriso cpio; do
   command -v "$tool" >/dev/null || { echo "install-boot: $tool missing after install" >&2; exit 1; }

@@ -11,24 +11,20 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tools=$here/../tools/ci
-die() { echo "install-ci: $*" >&2; exit 1; }
+APT_WHO=install-ci
+# shellcheck source=scripts/apt.sh
+. "$here/apt.sh"
+die() { apt_die "$@"; }
 
-# Debian packages, only when their command is missing; apt needs root.
+# Debian packages, only when their command is missing.
 wanted=()
 for pair in rsync:rsync jq:jq; do
   command -v "${pair#*:}" >/dev/null 2>&1 || wanted+=("${pair%%:*}")
 done
 if [ "${#wanted[@]}" -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || die "${wanted[*]} missing; run as root to install (apt-get)"
+  apt_need_root "${wanted[@]}"
   echo "install-ci: installing ${wanted[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  plan=$(apt-get install -s -y --no-install-recommends "${wanted[@]}")
-  if printf '%s\n' "$plan" | grep -q '^Remv'; then
-    printf '%s\n' "$plan" | grep '^Remv' >&2
-    die "refusing: apt would remove installed packages"
-  fi
-  apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+  apt_install "${wanted[@]}"
 fi
 
 command -v node >/dev/null || die "node not found (gitlab-ci-local 4.55 needs Node >= 18)"

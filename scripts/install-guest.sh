@@ -2,7 +2,8 @@
 # Fetch what the fixture flake's Linux guests are made of: Debian's cloud kernel and a static
 # busybox, downloaded with `apt-get download` (nothing is installed on the host) and unpacked into
 # HEPHAESTUS_GUEST_DIR (default /var/cache/hephaestus/guest), outside the checkout.
-# Idempotent: a cache holding the kernel apt offers today is left alone. Needs root and apt.
+# Idempotent: a cache holding the kernel apt offers today is left alone. Needs root and apt only
+# when the cache must be (re)made.
 #
 # Why a fixed system directory and not ~/.cache: the flake is evaluated purely (no environment
 # variables) and its builders may run as nixbld users with HOME=/homeless-shelter, so the path
@@ -15,11 +16,9 @@
 #   busybox            busybox-static's binary
 #   VERSION            the two package versions, recorded in every fixture image
 set -euo pipefail
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-guest: must run as root (apt-get)" >&2
-  exit 1
-fi
+APT_WHO=install-guest
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 dir=${HEPHAESTUS_GUEST_DIR:-/var/cache/hephaestus/guest}
 # The cloud kernel is built with these as modules (the generic initramfs tools are not used, so
 # the guest loads them itself).
@@ -30,6 +29,7 @@ modules=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
 kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null \
   | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
 if [ -z "$kernel_pkg" ]; then
+  apt_need_root "apt's package lists (no linux-image-cloud-amd64 known)"
   apt-get update -qq
   kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 \
     | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
@@ -46,6 +46,7 @@ if [ -f "$dir/VERSION" ] && [ "$(cat "$dir/VERSION")" = "$want" ] && [ -f "$dir/
   exit 0
 fi
 
+apt_need_root "$want in $dir"
 start=$(date +%s)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

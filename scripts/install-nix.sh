@@ -5,18 +5,16 @@
 #   openssh-server: the remote-builder test (tests/it/builders.rs) starts its own sshd on a
 #   loopback port, with its own keys and sshd_config, as a Nix build machine. Its binary is all
 #   that is used; the Debian package's own ssh service is not touched by the tests.
-# Idempotent; needs root and apt. The offline settings come from scripts/nix-env.sh (NIX_CONFIG).
+# Idempotent; needs root and apt only when something is missing. The offline settings come from
+# scripts/nix-env.sh (NIX_CONFIG).
 #
 # qemu-utils may come from bookworm-backports (a newer qemu-img than bookworm's); it is only
 # installed when missing, and every apt transaction is simulated first and refused if it would
 # remove or replace a package, so a working qemu-img is never swapped out behind our back.
 set -euo pipefail
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-nix: must run as root (apt-get)" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
+APT_WHO=install-nix
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # package:command pairs; a package is wanted only when its command is missing, so a tool installed
 # some other way (a newer git, a backports qemu-img) is left alone.
@@ -29,16 +27,10 @@ for pair in nix-bin:nix qemu-utils:qemu-img fdisk:sfdisk mtools:mformat git:git 
 done
 
 if [ "${#wanted[@]}" -gt 0 ]; then
+  apt_need_root "${wanted[@]}"
   echo "install-nix: installing ${wanted[*]}" >&2
-  apt-get update -qq
   # nix-setup-systemd (a Recommends of nix-bin) only adds a systemd unit, useless without systemd.
-  plan=$(apt-get install -s -y --no-install-recommends "${wanted[@]}")
-  if printf '%s\n' "$plan" | grep -Eq '^(Remv|Inst qemu-utils \[)'; then
-    echo "install-nix: refusing: apt would remove or replace installed packages:" >&2
-    printf '%s\n' "$plan" | grep -E '^(Remv|Inst qemu-utils \[)' >&2
-    exit 1
-  fi
-  apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+  apt_install --keep qemu-utils "${wanted[@]}"
 fi
 
 # The fixture builders hard-code these paths (pure evaluation cannot look them up).

@@ -4,6 +4,9 @@
 # image), curl. Idempotent: a package is installed only when its command is missing, so tools
 # installed some other way are left alone. Needs root and apt only when something is missing.
 set -euo pipefail
+APT_WHO=bench/install
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../apt.sh"
 
 wanted=()
 for pair in time:/usr/bin/time openssl:openssl qemu-utils:qemu-img fdisk:sfdisk coreutils:sha512sum curl:curl; do
@@ -17,11 +20,6 @@ for pair in time:/usr/bin/time openssl:openssl qemu-utils:qemu-img fdisk:sfdisk 
 done
 [ "${#wanted[@]}" -eq 0 ] && exit 0
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench/install: missing ${wanted[*]}; run as root (apt-get) or install them" >&2
-  exit 1
-fi
+apt_need_root "${wanted[@]}"
 echo "bench/install: installing ${wanted[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+apt_install "${wanted[@]}"

@@ -9,6 +9,7 @@ mod cloud;
 mod credentials;
 mod glance;
 mod image;
+mod install;
 mod layers;
 mod lifecycle;
 mod metrics;
