@@ -165,7 +165,7 @@ pub enum Command {
     /// Print a shell completion script: subcommands, flags, values, and the names of the
     /// pipelines and profiles under --root when the script is generated.
     #[command(
-        after_help = "Install (the names completed are those of the project in the current directory):\n  bash: source <(pipeline completions bash)             # in ~/.bashrc\n  zsh:  pipeline completions zsh > ~/.zfunc/_pipeline   # with fpath+=(~/.zfunc) before compinit\n  fish: pipeline completions fish > ~/.config/fish/completions/pipeline.fish"
+        after_help = "Examples, to install it (the names completed are those of the project in the current directory):\n  bash: source <(pipeline completions bash)             # in ~/.bashrc\n  zsh:  pipeline completions zsh > ~/.zfunc/_pipeline   # with fpath+=(~/.zfunc) before compinit\n  fish: pipeline completions fish > ~/.config/fish/completions/pipeline.fish"
     )]
     Completions(CompletionsArgs),
 

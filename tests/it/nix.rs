@@ -101,18 +101,6 @@ async fn build(attr: &str) -> Built {
     }
 }
 
-#[test]
-fn nix_is_installed() {
-    let out = Command::new("nix")
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("`nix` is not installed or not on PATH ({e}): run `make install-nix`")
-        });
-    assert!(out.status.success(), "`nix --version` failed: {out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nix"));
-}
-
 #[tokio::test]
 async fn every_profile_image_builds_with_image_info_and_nar_hash() {
     let mut hashes = BTreeSet::new();
