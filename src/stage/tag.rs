@@ -75,7 +75,11 @@ pub fn tag(
     }
     match build {
         Some(b) => {
-            set(keys::OS_VERSION, b.image.label.as_deref().unwrap_or(""));
+            // An image-info without a release label gets no os_version, rather than an
+            // empty one that would read as a version.
+            if let Some(label) = &b.image.label {
+                set(keys::OS_VERSION, label);
+            }
             set(keys::STORE_PATH, b.store_path.as_str());
             set(keys::GENERATION, &b.generation);
         }
@@ -93,11 +97,11 @@ pub fn tag(
     }
     pending.insert(
         keys::SDK_SHA256.into(),
-        "sha256 of the image file (verify)".into(),
+        "sha256 of the image file (computed while it uploads)".into(),
     );
     pending.insert(
         keys::SDK_MD5.into(),
-        "md5 of the image file (verify)".into(),
+        "md5 of the image file (computed while it uploads)".into(),
     );
     let mut tags = base_tags(&ev.profile);
     for t in &ev.extra_tags {
@@ -263,5 +267,12 @@ mod tests {
             .collect();
         assert_eq!(left, [keys::SDK_MD5, keys::SDK_SHA256]);
         assert_eq!(added, [keys::SDK_SHA256, keys::SDK_MD5]);
+
+        // A build whose image-info names no release gets no os_version, not an empty one.
+        let mut unlabelled = built;
+        unlabelled.image.label = None;
+        let without_label = tag(&ev, "p", "n", Some(&unlabelled), facts());
+        assert!(!without_label.properties.contains_key(keys::OS_VERSION));
+        assert!(!without_label.pending.contains_key(keys::OS_VERSION));
     }
 }
