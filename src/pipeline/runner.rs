@@ -43,6 +43,11 @@ pub struct Clouds {
 /// Run `plan` over its profiles and report what happened.
 pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOptions) -> Report {
     let started = time::OffsetDateTime::now_utc();
+    if !opts.dry_run {
+        for old in opts.run_dir.prune(crate::pipeline::run_dir::KEEP_RUNS) {
+            tracing::debug!("deleted the old run directory {}", old.display());
+        }
+    }
     let run_dir = opts.run_dir.for_run(&plan.pipeline, started);
     let gc_roots = GcRoots::new(run_dir.join("gc-roots"));
     let has_skip = plan
