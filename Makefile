@@ -26,7 +26,7 @@ include mk/bench.mk
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## install-deps: install what a fresh Debian machine lacks (idempotent; root + apt + PyPI + npm)
+## install-deps: install what a fresh Debian machine lacks (idempotent; apt as root when something is missing, PyPI, npm)
 install-deps: install-nix install-boot cloud-install install-ci
 
 ## install-ci: rsync, jq and the pinned gitlab-ci-local that runs docs/ci/gitlab-ci.yml in the tests
@@ -43,8 +43,8 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked --test it layers
 
-## test: lint, the flake checks, then every unit and integration test against the local clouds
-test: install-deps lint build check-flake
+## test: lint (Rust and the flake), then every unit and integration test (the flake checks among them) against the local clouds
+test: install-deps lint build lint-flake
 	@$(MAKE) --no-print-directory cloud-up
 	@export OS_CLIENT_CONFIG_FILE='$(CLOUD_DIR)/clouds.yaml' PROPTEST_CASES=$${PROPTEST_CASES:-32}; \
 	$(CARGO) test --locked; rc=$$?; \

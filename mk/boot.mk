@@ -5,7 +5,7 @@
 BOOT_SCRIPTS := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/../scripts
 
 .PHONY: install-boot install-guest
-## install-boot: install QEMU (matching the backports qemu-img), OVMF, SeaBIOS, GRUB, nasm, xorriso, cpio (root, apt)
+## install-boot: install QEMU (matching the backports qemu-img), OVMF, SeaBIOS, GRUB, nasm, xorriso, cpio (apt as root, only for what is missing)
 install-boot: install-guest
 	bash '$(BOOT_SCRIPTS)/install-boot.sh'
 

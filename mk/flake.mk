@@ -2,11 +2,18 @@
 # also usable alone: make -f mk/flake.mk check-flake
 # Needs nix-instantiate (make install-nix); never nixpkgs or the network. What these checks do
 # not cover (locking, building, booting the real images) is listed in nix/README.md.
+# The checks themselves live in one place, tests/it/prod_flake.rs (so `make test` runs them
+# with the rest); this target runs them alone, then the optional lint.
 
-FLAKE_CHECK := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../nix/checks/offline.sh)
+FLAKE_DIR := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
+CARGO ?= cargo
 
-.PHONY: check-flake
+.PHONY: check-flake lint-flake
 
-## check-flake: parse nix/, match outputs and boot modes to profiles/, placeholders, nightly module
-check-flake:
-	@sh '$(FLAKE_CHECK)' '$(abspath $(dir $(FLAKE_CHECK))../..)'
+## check-flake: lint-flake, then the offline flake tests: parse nix/, outputs and boot modes against profiles/, placeholders, nightly module, package
+check-flake: lint-flake
+	@cd '$(FLAKE_DIR)' && $(CARGO) test --locked --test it -- prod_flake::
+
+## lint-flake: deadnix and nixpkgs-fmt --check on nix/, each when installed
+lint-flake:
+	@sh '$(FLAKE_DIR)/nix/checks/lint.sh' '$(FLAKE_DIR)'

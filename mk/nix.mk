@@ -15,7 +15,7 @@ NIX_CONFIG := $(subst $(nix_us),$(nix_newline),$(shell . '$(NIX_SCRIPTS)/nix-env
 export NIX_CONFIG
 
 .PHONY: install-nix nix-config
-## install-nix: install Nix 2.8 (Debian) and the host tools the fixture flake uses (root, apt)
+## install-nix: install Nix 2.8 (Debian) and the host tools the fixture flake uses (apt as root, only for what is missing)
 install-nix:
 	bash '$(NIX_SCRIPTS)/install-nix.sh'
 

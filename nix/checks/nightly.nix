@@ -1,8 +1,8 @@
 # Evaluates the nightly module with a minimal stand-in for nixpkgs' lib (nixpkgs is not
-# available offline) and reports the facts offline.sh checks: allowed-users is added to at the
-# option's default priority (merged with NixOS's [ "*" ], never replacing it), nix is on the
-# unit's PATH, the checkout is read-only to the unit, and the run's metrics reach
-# node_exporter's textfile directory exactly when the collector has one.
+# available offline) and reports the facts tests/it/prod_flake.rs checks: allowed-users is
+# added to at the option's default priority (merged with NixOS's [ "*" ], never replacing it),
+# nix is on the unit's PATH, the checkout is read-only to the unit, and the run's metrics
+# reach node_exporter's textfile directory exactly when the collector has one.
 let
   lib = {
     mkEnableOption = description: { inherit description; };

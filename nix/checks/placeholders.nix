@@ -1,7 +1,7 @@
 # Evaluates the sunraku profile module with a minimal stand-in for nixpkgs' lib (nixpkgs is not
 # available offline) and returns the messages of its failing assertions, for the values given.
-# Used by offline.sh: the placeholders must fail with a message naming the option, real values
-# must pass.
+# Used by tests/it/prod_flake.rs: the placeholders must fail with a message naming the option,
+# real values must pass.
 { domain, oidcIssuer }:
 let
   lib = {

@@ -1,9 +1,10 @@
 //! File digests (size, md5, sha256, sha512) computed in one read of the bytes.
 //!
-//! Each algorithm runs on its own thread, so the three together cost about as much wall time
-//! as sha512 alone. Chunks travel as shared [`Bytes`] (no copies) through bounded channels, so
-//! a hasher that falls behind slows the producer down instead of letting memory grow. The same
-//! [`MultiHasher`] can be fed by the upload, which then hashes exactly the bytes it sends.
+//! In [`MultiHasher`] each algorithm runs on its own thread, so the three together cost about
+//! as much wall time as sha512 alone. Chunks travel as shared [`Bytes`] (no copies) through
+//! bounded channels, so a hasher that falls behind slows the producer down instead of letting
+//! memory grow. [`SerialHasher`] computes the same digests on the caller's thread, for a
+//! machine whose few CPUs are better left to the upload's peer (`super::stream::Hashing`).
 
 use bytes::Bytes;
 use md5::Md5;

@@ -16,10 +16,13 @@
 //!   in-memory raw disk ([`disk::MemDisk`]).
 //! - [`bootable::precheck`]`(path, boot)`: what the firmware will look for is there (MBR boot
 //!   code for bios; `\EFI\BOOT\BOOTX64.EFI` in the ESP for uefi), before anything boots.
-//! - [`stream::file_chunks`]`(path, progress)`: the image file as an HTTP body, counted.
+//! - [`stream::Source::start`]`(file, store, consumers)`: one read of the image for every
+//!   cloud it is uploaded to, as HTTP bodies ([`stream::Body::split`]), with the NAR hash
+//!   and the digests computed on the bytes sent.
 //! - [`digest::digest_file`]`(path) -> `[`digest::Digests`] (size, md5, sha256, sha512 in one
-//!   read); [`digest::MultiHasher`] hashes chunks fed by another reader (the upload), each
-//!   algorithm on its own thread with bounded memory.
+//!   read). [`digest::MultiHasher`] hashes chunks fed by another reader, each algorithm on its
+//!   own thread with bounded memory; [`digest::SerialHasher`] all of them on the caller's
+//!   thread (the stream's choice on machines of two CPUs or fewer, [`stream::Hashing`]).
 //! - [`nar::nar_hash`]`(path) -> `[`nar::ComputedNar`] and [`nar::verify`]`(path, "sha256:…" |
 //!   "sha256-…")`: the store path's NAR hash, compared with Nix's registered `narHash`.
 //!

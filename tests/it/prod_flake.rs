@@ -1,6 +1,8 @@
-//! Offline checks of the production flake in `nix/`: every `.nix` file parses, the flake
-//! declares a configuration and an image for exactly the profiles in `profiles/*.yaml`, and each
-//! profile module's `hephaestus.boot` agrees with its YAML `boot`.
+//! Offline checks of the production flake in `nix/` (also run alone by `make check-flake`):
+//! every `.nix` file parses, the flake declares a configuration and an image for exactly the
+//! profiles in `profiles/*.yaml`, each profile module's `hephaestus.boot` agrees with its YAML
+//! `boot`, sunraku's placeholders cannot ship, and the nightly module, the guest module and
+//! the package are wired as the README says.
 //!
 //! Nothing here needs nixpkgs or the network, so nothing here proves that the images build or
 //! boot: `nix/README.md` lists what the first online build must confirm. These tests need
@@ -428,7 +430,46 @@ fn the_nightly_module_links_its_metrics_into_node_exporters_textfile_directory()
     );
     let facts: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("nightly.nix prints JSON");
-    for fact in ["metricsWritten", "metricsInTextfileDirectory"] {
+    // It adds to nix.settings.allowed-users (never replaces NixOS's [ "*" ]), puts nix on the
+    // unit's PATH, makes the checkout read-only to the unit, and writes the run's metrics.
+    for fact in [
+        "allowedUsersMerged",
+        "nixOnPath",
+        "checkoutReadOnly",
+        "assertionsPass",
+        "metricsWritten",
+        "metricsInTextfileDirectory",
+    ] {
         assert_eq!(facts[fact], true, "{fact}: {facts}");
     }
+}
+
+/// The messages of the sunraku module's failing assertions for these Netbird values
+/// (`nix/checks/placeholders.nix`).
+fn sunraku_assertions(domain: &str, oidc_issuer: &str) -> Vec<String> {
+    let expr = format!(
+        "import ./nix/checks/placeholders.nix {{ domain = \"{domain}\"; oidcIssuer = \"{oidc_issuer}\"; }}"
+    );
+    let (argv, output) = run_nix_instantiate(&["--eval", "--strict", "--json", "-E", &expr]);
+    assert!(
+        output.status.success(),
+        "`{argv}` failed:\n{}",
+        stderr_tail(&output)
+    );
+    serde_json::from_slice(&output.stdout).expect("placeholders.nix prints a JSON list")
+}
+
+#[test]
+fn sunrakus_placeholders_fail_evaluation_naming_the_option_and_real_values_pass() {
+    let failing = sunraku_assertions("vpn.hephaestus.example", "https://auth.hephaestus.example");
+    for option in ["hephaestus.netbird.domain", "hephaestus.netbird.oidcIssuer"] {
+        assert!(
+            failing
+                .iter()
+                .any(|m| m.contains(&format!("{option} is still the placeholder"))),
+            "the placeholder {option} does not fail evaluation: {failing:?}"
+        );
+    }
+    let real = sunraku_assertions("vpn.estate.org", "https://auth.estate.org/realms/estate");
+    assert!(real.is_empty(), "real values fail an assertion: {real:?}");
 }
