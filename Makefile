@@ -37,10 +37,11 @@ install-ci:
 build:
 	$(CARGO) build --locked --all-targets
 
-## lint: formatting, clippy (warnings are errors) and the floor plan of docs/architecture.md
+## lint: formatting, clippy and rustdoc (warnings are errors: no broken doc link) and the floor plan of docs/architecture.md
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --locked --no-deps
 	$(CARGO) test --locked --test it layers
 
 ## test: lint (Rust and the flake), then every unit and integration test (the flake checks among them) against the local clouds

@@ -40,7 +40,7 @@ const PROBE_MARKER: &str = "HEPHAESTUS-KVM-PROBE-OK";
 /// OVMF's boot manager announcing what it tries: the firmware ran to the end of its init.
 const UEFI_PROBE_MARKER: &str = "BdsDxe: ";
 
-/// A 64 KiB raw disk whose MBR prints [`PROBE_TEXT`]; the text is stored XOR-ed, so only a
+/// A 64 KiB raw disk whose MBR prints `PROBE_TEXT`; the text is stored XOR-ed, so only a
 /// guest that really ran can print it.
 pub fn probe_disk() -> Vec<u8> {
     let mut disk = vec![0u8; 64 * 1024];

@@ -48,7 +48,7 @@ pub fn fail(message: fmt::Arguments<'_>) {
     }
 }
 
-/// `say!("…", args)`: like `eprintln!`, through [`line`].
+/// `say!("…", args)`: like `eprintln!`, through [`line`](fn@line).
 macro_rules! say {
     () => {
         $crate::command::output::line(format_args!(""))

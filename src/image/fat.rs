@@ -27,7 +27,7 @@ pub enum FatType {
     Fat32,
 }
 
-/// A file or directory found by [`find`].
+/// A file or directory found by [`Fat::find`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Size in bytes (0 for directories).

@@ -14,7 +14,7 @@
 //! - **The candidate protocol** ([`publish`]): find the current image, sweep stale candidates,
 //!   create a hidden candidate, send the bytes, compare hashes, make it current, delete it on
 //!   any failure.
-//! - **Afterwards**: [`rollback`], [`retention`], and [`tagging`] for the tags CI sets.
+//! - **Afterwards**: [`rollback`](mod@rollback), [`retention`], and [`tagging`] for the tags CI sets.
 
 pub mod check;
 pub mod publish;

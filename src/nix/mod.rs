@@ -14,7 +14,7 @@
 //!   functions use [`Nix::default`], i.e. `nix` from `PATH` and the inherited environment.
 //!
 //! # Why it looks like this
-//! Every call goes through one runner ([`command`]): stdin closed, stdout parsed as JSON into
+//! Every call goes through one runner (`command`): stdin closed, stdout parsed as JSON into
 //! typed values (Nix's human output is never scraped), stderr streamed line by line to
 //! `tracing` at debug level (visible with `-v`) with the last lines kept for the error, a
 //! timeout, and the child killed when the future is dropped.
@@ -86,7 +86,7 @@ pub enum Error {
         argv: String,
         /// How it exited.
         status: ExitStatus,
-        /// The last lines of its stderr (at most [`command::STDERR_TAIL_LINES`]).
+        /// The last lines of its stderr (at most `command::STDERR_TAIL_LINES`).
         stderr_tail: Vec<String>,
     },
     /// The command did not finish in time and was killed.

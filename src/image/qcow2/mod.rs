@@ -1,4 +1,4 @@
-//! qcow2 images: the header's soundness ([`header`]), the guest disk read through the cluster
+//! qcow2 images: the header's soundness (`header`), the guest disk read through the cluster
 //! map ([`GuestReader`]), and [`inspect`], which checks both and is what `verify` calls.
 
 mod header;
