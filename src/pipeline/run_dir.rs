@@ -93,6 +93,8 @@ impl RunDir {
             }
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => removed.push(path),
+                // Another run started at the same time deleted it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(
                     "cannot delete the old run directory {}: {e}",
                     path.display()
