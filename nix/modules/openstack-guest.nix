@@ -2,9 +2,10 @@
 # serial console, SSH with keys only, root file system grown to the flavor's disk.
 #
 # A minimal equivalent of nixpkgs' virtualisation/openstack-config.nix rather than an import of
-# it: that module hard-wires the legacy-BIOS GRUB device on x86_64, its console settings and
-# its metadata fetcher changed between releases, and some releases give root an initial
-# password. Here every choice is visible and the bootloader follows `hephaestus.boot`.
+# it: that module defaults to a legacy-BIOS GRUB on /dev/vda (UEFI only with its own
+# `openstack.efi` switch), its console settings and its metadata fetcher changed between
+# releases, and older releases give root an initial password. Here every choice is visible and
+# the bootloader follows `hephaestus.boot`.
 { lib, modulesPath, ... }:
 {
   imports = [
@@ -20,8 +21,9 @@
   boot.kernelParams = [ "console=tty1" "console=ttyS0,115200" ];
 
   # cloud-init reads the Nova metadata service (or a config drive): instance host name, SSH
-  # keys, user-data. It does not grow partitions here: boot.growPartition does that before
-  # the root file system is mounted, which also covers boots without metadata.
+  # keys, user-data. boot.growPartition grows the root partition (growpart.service, after
+  # the root is mounted and before systemd-growfs-root), which also covers boots without
+  # metadata; cloud-init's own growpart and resizefs modules find nothing left to do.
   services.cloud-init = {
     enable = true;
     network.enable = true;
