@@ -8,8 +8,6 @@
 //! message saying to run `make cloud-up`, and holds [`shared`] (or, to stop a server,
 //! [`exclusive`]) while it runs.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader};

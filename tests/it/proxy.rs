@@ -9,8 +9,6 @@
 //! payload rather than the framing. Responses are copied as they come. It stops, cutting
 //! every connection it holds, when dropped.
 
-#![allow(dead_code)]
-
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -3,8 +3,6 @@
 //! report and its entries, and failure output that shows the command, its status, stdout and
 //! stderr.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
