@@ -1,6 +1,7 @@
 # Nix for tests and demos: `make install-nix`, and NIX_CONFIG (offline settings) exported to every
 # recipe, so `cargo test` and the `pipeline` binary see it. Included by the top-level Makefile.
-# scripts/nix-env.sh is the single source of the settings; this file only imports them.
+# scripts/nix-offline.conf is the single source of the settings; scripts/nix-env.sh fills them
+# in and this file only imports the result.
 
 NIX_SCRIPTS := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/../scripts
 
@@ -11,7 +12,7 @@ define nix_newline
 
 
 endef
-NIX_CONFIG := $(subst $(nix_us),$(nix_newline),$(shell . '$(NIX_SCRIPTS)/nix-env.sh' && printf '%s' "$$NIX_CONFIG" | tr '\n' '\037'))
+NIX_CONFIG := $(subst $(nix_us),$(nix_newline),$(shell HEPHAESTUS_NIX_CONF='$(NIX_SCRIPTS)/nix-offline.conf' && . '$(NIX_SCRIPTS)/nix-env.sh' && printf '%s' "$$NIX_CONFIG" | tr '\n' '\037'))
 export NIX_CONFIG
 
 .PHONY: install-nix nix-config

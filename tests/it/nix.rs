@@ -1,8 +1,8 @@
 //! `hephaestus::nix` against the real `nix` and the fixture flake (`fixtures/flake`), offline.
 //!
 //! These tests need Nix installed (`make install-nix`); without it they fail with a message
-//! saying so. They pass their own offline settings to `nix` (the same as
-//! `scripts/nix-env.sh`), so a plain `cargo test` works without sourcing anything.
+//! saying so. They read the offline settings from `scripts/nix-offline.conf` themselves, so a
+//! plain `cargo test` works without sourcing anything.
 
 use hephaestus::nix::{self, BootMode, ImageInfoSource, Nix, StorePath};
 use std::collections::BTreeSet;
@@ -20,8 +20,8 @@ const PROFILES: [(&str, BootMode); 5] = [
     ("sunraku", BootMode::LegacyBios),
 ];
 
-/// The offline `NIX_CONFIG` of `scripts/nix-env.sh`, with its empty flake registry written
-/// under the target directory. Panics, failing the test, when `nix` cannot be run.
+/// The offline `NIX_CONFIG` of `scripts/nix-offline.conf` (as `scripts/nix-env.sh` fills it
+/// in), with its empty flake registry written under the target directory. Panics, failing the test, when `nix` cannot be run.
 /// Other test modules use it too, e.g. to give the `pipeline` binary `NIX_CONFIG`.
 pub(crate) fn offline_config() -> &'static str {
     static CONFIG: OnceLock<String> = OnceLock::new();
@@ -50,14 +50,18 @@ pub(crate) fn offline_config() -> &'static str {
             .lines()
             .any(|l| l.starts_with("nixbld:"));
         let group = if has_nixbld { "nixbld" } else { "" };
-        format!(
-            "experimental-features = nix-command flakes\n\
-             substituters =\n\
-             flake-registry = {}\n\
-             sandbox = false\n\
-             build-users-group = {group}\n",
-            registry.display()
-        )
+        let conf = crate::util::repo().join("scripts/nix-offline.conf");
+        let template = std::fs::read_to_string(&conf)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", conf.display()));
+        template
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                l.replace("@FLAKE_REGISTRY@", &registry.display().to_string())
+                    .replace("@BUILD_USERS_GROUP@", group)
+                    + "\n"
+            })
+            .collect()
     })
 }
 
