@@ -406,12 +406,15 @@ pub enum Error {
     /// No marker before the deadline; QEMU was killed.
     #[error(
         "{} did not boot under {} ({}): no line matched the marker /{marker}/ within {:.0} s \
-         (QEMU stopped); serial log {}, last lines:\n{}",
-        ev.image.display(), ev.firmware, ev.accel, ev.seconds, ev.serial_log.display(), ev.tail
+         (QEMU stopped); serial log {}, last lines:\n{}{}",
+        ev.image.display(), ev.firmware, ev.accel, ev.seconds, ev.serial_log.display(), ev.tail,
+        stall_hint(*stalled, ev.accel)
     )]
     Timeout {
         /// The marker.
         marker: String,
+        /// Whether the guest's kernel reported stalled CPUs before the deadline.
+        stalled: bool,
         /// Where and how.
         ev: Box<Evidence>,
     },
@@ -607,7 +610,11 @@ pub async fn boot_check(
             })
         }
         qemu::Ending::Failure(line) => Err(Error::BootFailed { line, ev }),
-        qemu::Ending::Timeout => Err(Error::Timeout { marker, ev }),
+        qemu::Ending::Timeout => Err(Error::Timeout {
+            marker,
+            stalled: std::fs::read(&done.serial_log).is_ok_and(|log| serial::reports_stalls(&log)),
+            ev,
+        }),
         qemu::Ending::Exited(status) => Err(Error::Exited {
             status: status.to_string(),
             marker,
@@ -622,9 +629,60 @@ pub async fn boot_check(
     }
 }
 
+/// What a timeout after the guest's own stall reports means, and what to do about it.
+fn stall_hint(stalled: bool, accel: Accel) -> &'static str {
+    match (stalled, accel) {
+        (false, _) => "",
+        (true, Accel::Kvm) => {
+            "\nthe guest's kernel reported stalled CPUs: the host did not let its vCPUs run; \
+             check the host's load, then run the boot check again"
+        }
+        (true, _) => {
+            "\nthe guest's kernel reported stalled CPUs: under software emulation a busy host \
+             can starve a guest until it cannot boot in time, so this says more about the host's \
+             load than about the image; run the boot check again on a quieter host, raise its \
+             timeout (`timeout:`, `--timeout`), or boot under KVM (`accel: kvm`, `--accel kvm`)"
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_after_stalled_cpus_says_it_is_the_hosts_load() {
+        let ev = |accel| {
+            Box::new(Evidence {
+                image: "/nix/store/x-image/nixos.qcow2".into(),
+                firmware: qemu::Firmware {
+                    boot: Boot::Uefi,
+                    name: "OVMF",
+                    code: None,
+                    vars_template: None,
+                },
+                accel,
+                seconds: 300.0,
+                serial_log: "/run/boot/lucy/serial.log".into(),
+                tail: "  | [  211.3] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:".into(),
+            })
+        };
+        let timeout = |stalled, accel| {
+            Error::Timeout {
+                marker: "^heph-1 login:".into(),
+                stalled,
+                ev: ev(accel),
+            }
+            .to_string()
+        };
+        let tcg = timeout(true, Accel::Tcg);
+        assert!(tcg.contains("within 300 s"), "{tcg}");
+        assert!(tcg.contains("reported stalled CPUs"), "{tcg}");
+        assert!(tcg.contains("`accel: kvm`"), "{tcg}");
+        assert!(timeout(true, Accel::Kvm).contains("did not let its vCPUs run"));
+        let plain = timeout(false, Accel::Tcg);
+        assert!(!plain.contains("stalled"), "{plain}");
+    }
 
     #[test]
     fn markers() {

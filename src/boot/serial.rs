@@ -210,6 +210,22 @@ impl Watcher {
     }
 }
 
+/// Linux's reports that a CPU of the guest did not run for many seconds: RCU stall warnings
+/// and the soft-lockup watchdog. Under software emulation on a busy host they come before a
+/// boot that never finishes, so a timeout after them is the host's load, not the image.
+const STALL_PATTERNS: &[&str] = &[
+    "detected stalls on CPUs",
+    "self-detected stall on CPU",
+    "kthread starved for",
+    "soft lockup - CPU#",
+];
+
+/// Whether the guest's kernel reported stalled CPUs anywhere in the console log.
+pub fn reports_stalls(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    STALL_PATTERNS.iter().any(|p| text.contains(p))
+}
+
 /// The last `n` non-empty lines of a console log, escapes stripped, for error messages.
 pub fn tail_lines(raw: &[u8], n: usize) -> Vec<String> {
     let text = strip_escapes(raw);
@@ -227,6 +243,23 @@ pub fn tail_lines(raw: &[u8], n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stalled_cpus_are_told_apart_from_a_normal_boot() {
+        // The end of a fixture guest's log that timed out under TCG on a loaded host.
+        let stalled = b"[  148.282977] rcu: rcu_preempt kthread starved for 5255 jiffies! g-1151 f0x0 RCU_GP_WAIT_FQS(5) ->state=0x402 ->cpu=0\n\
+[  211.302301] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n";
+        assert!(reports_stalls(stalled));
+        assert!(reports_stalls(
+            b"[ 58.76] watchdog: BUG: soft lockup - CPU#0 stuck for 46s! [(udev-worker):120]\n"
+        ));
+        // RCU's and the watchdog's start-up lines are in every boot.
+        let normal = b"[    0.000000] rcu: Hierarchical RCU implementation.\n\
+[    0.000000] rcu: \tRCU restricting CPUs from NR_CPUS=8192 to nr_cpu_ids=2.\n\
+[    0.4] NMI watchdog: Perf NMI watchdog permanently disabled\n\
+heph-1 login: ";
+        assert!(!reports_stalls(normal));
+    }
 
     fn watcher(re: &str) -> Watcher {
         Watcher::new(Regex::new(re).unwrap())
