@@ -26,8 +26,8 @@ include mk/bench.mk
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## install-deps: install what a fresh Debian machine lacks (idempotent; apt as root when something is missing, PyPI, npm)
-install-deps: install-nix install-boot cloud-install install-ci
+## install-deps: install what a fresh Debian machine lacks (idempotent; apt as root when something is missing, PyPI, npm, crates.io)
+install-deps: install-nix install-boot cloud-install install-ci install-nix-lint
 
 ## install-ci: rsync, jq and the pinned gitlab-ci-local that runs docs/ci/gitlab-ci.yml in the tests
 install-ci:

@@ -57,7 +57,7 @@ in
     && (evaluate (configWith { enable = false; inherit (exporter) extraFlags; } { })).systemd.tmpfiles.rules == [ ]
     && (evaluate (configWith (exporter // { disabledCollectors = [ "textfile" ]; }) { })).systemd.tmpfiles.rules == [ ]
     && (evaluate (configWith { } { metricsTextfileDirectory = "/srv/text"; })).systemd.tmpfiles.rules
-      == [ "L+ /srv/text/hephaestus-nightly.prom - - - - /var/lib/hephaestus-nightly/metrics.prom" ];
+    == [ "L+ /srv/text/hephaestus-nightly.prom - - - - /var/lib/hephaestus-nightly/metrics.prom" ];
   allowedUsersMerged = cfg.nix.settings.allowed-users._type or null == "override"
     && cfg.nix.settings.allowed-users.priority == 1500;
   nixOnPath = builtins.elem config.nix.package unit.path;
