@@ -3,7 +3,7 @@
 # Needs nix-instantiate (make install-nix); never nixpkgs or the network. What these checks do
 # not cover (locking, building, booting the real images) is listed in nix/README.md.
 # The checks themselves live in one place, tests/it/prod_flake.rs (so `make test` runs them
-# with the rest); this target runs them alone, then the optional lint.
+# with the rest); check-flake runs the lint (deadnix, nixpkgs-fmt), then those tests alone.
 
 FLAKE_DIR := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
 CARGO ?= cargo

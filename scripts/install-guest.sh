@@ -46,7 +46,7 @@ if [ -f "$dir/VERSION" ] && [ "$(cat "$dir/VERSION")" = "$want" ] && [ -f "$dir/
   exit 0
 fi
 
-apt_need_root "$want in $dir"
+apt_need_root "$(printf '%s' "$want" | tr '\n' ' ') in $dir"
 start=$(date +%s)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

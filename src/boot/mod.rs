@@ -579,13 +579,14 @@ pub async fn boot_check(
         });
     }
     let marker = marker.as_str().to_owned();
+    let (tail, stalled) = done.serial_tail(TAIL_LINES);
     let ev = Box::new(Evidence {
         image: image.to_path_buf(),
         firmware: firmware.clone(),
         accel,
         seconds: done.seconds,
         serial_log: done.serial_log.clone(),
-        tail: indent(&done.serial_tail(TAIL_LINES)),
+        tail: indent(&tail),
     });
     match done.ending.clone() {
         qemu::Ending::Marker(line) => Ok(BootReport {
@@ -612,7 +613,7 @@ pub async fn boot_check(
         qemu::Ending::Failure(line) => Err(Error::BootFailed { line, ev }),
         qemu::Ending::Timeout => Err(Error::Timeout {
             marker,
-            stalled: std::fs::read(&done.serial_log).is_ok_and(|log| serial::reports_stalls(&log)),
+            stalled,
             ev,
         }),
         qemu::Ending::Exited(status) => Err(Error::Exited {

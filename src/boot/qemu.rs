@@ -296,11 +296,13 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// The last `n` lines of the serial log.
-    pub fn serial_tail(&self, n: usize) -> Vec<String> {
-        std::fs::read(&self.serial_log)
-            .map(|b| serial::tail_lines(&b, n))
-            .unwrap_or_else(|e| vec![format!("(cannot read the serial log: {e})")])
+    /// The last `n` lines of the serial log, and whether the guest's kernel reported stalled
+    /// CPUs in it ([`serial::reports_stalls`]), from one read of the log.
+    pub fn serial_tail(&self, n: usize) -> (Vec<String>, bool) {
+        match std::fs::read(&self.serial_log) {
+            Ok(log) => (serial::tail_lines(&log, n), serial::reports_stalls(&log)),
+            Err(e) => (vec![format!("(cannot read the serial log: {e})")], false),
+        }
     }
 
     /// The last `n` lines of QEMU's stderr.

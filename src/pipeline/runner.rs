@@ -44,7 +44,12 @@ pub struct Clouds {
 pub async fn run(plan: &Plan, project: &Project, clouds: &Clouds, opts: &RunOptions) -> Report {
     let started = time::OffsetDateTime::now_utc();
     if !opts.dry_run {
-        for old in opts.run_dir.prune(crate::pipeline::run_dir::KEEP_RUNS) {
+        let runs = opts.run_dir.clone();
+        let pruned =
+            tokio::task::spawn_blocking(move || runs.prune(crate::pipeline::run_dir::KEEP_RUNS))
+                .await
+                .unwrap_or_default();
+        for old in pruned {
             tracing::debug!("deleted the old run directory {}", old.display());
         }
     }

@@ -481,33 +481,9 @@ fn profile_filter_must_name_a_profile_of_the_pipeline() {
         .stderr_has("--profile lucky: no such profile");
 }
 
-/// The subcommands `pipeline --help` lists (all but `help`).
-fn subcommands() -> Vec<String> {
-    let ran = run(pipeline(&repo()).arg("--help"));
-    ran.expect_code(0);
-    let names: Vec<String> = ran
-        .stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        // A subcommand's line starts with two spaces then its name; wrapped text is indented more.
-        .filter_map(|l| l.strip_prefix("  "))
-        .filter(|l| !l.starts_with(' '))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|name| *name != "help")
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        names.len() > 1,
-        "no subcommands in `pipeline --help`\n{ran}"
-    );
-    names
-}
-
 #[test]
 fn help_teaches_with_examples() {
-    for sub in subcommands() {
+    for sub in subcommands_in_help() {
         let ran = run(pipeline(&repo()).args([sub.as_str(), "--help"]));
         ran.expect_code(0);
         assert!(

@@ -21,7 +21,8 @@ const PROFILES: [(&str, BootMode); 5] = [
 ];
 
 /// The offline `NIX_CONFIG` of `scripts/nix-offline.conf` (as `scripts/nix-env.sh` fills it
-/// in), with its empty flake registry written under the target directory. Panics, failing the test, when `nix` cannot be run.
+/// in), with its empty flake registry written under the target directory. Panics, failing
+/// the test, when `nix` cannot be run.
 /// Other test modules use it too, e.g. to give the `pipeline` binary `NIX_CONFIG`.
 pub(crate) fn offline_config() -> &'static str {
     static CONFIG: OnceLock<String> = OnceLock::new();
